@@ -1,0 +1,5 @@
+import sys
+
+from fastsrv.cli import main
+
+sys.exit(main())

@@ -1,0 +1,913 @@
+"""The connection core: an HTTP/1.1 protocol on uvloop transports.
+
+One :class:`HttpProtocol` per connection parses requests in C over the bytes
+it receives, routes them with :class:`Router`, runs the handler (a coroutine
+that finishes without suspending is completed in place, without a Task) and
+serializes every response of one read into one ``transport.write``.  The
+:class:`ConnectionRegistry` is where the control plane meets the core: it
+knows which connections are idle and which are handling a request, closes the
+idle ones on request, and wakes a waiter when the last active one goes idle.
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.ref cimport PyObject, Py_XDECREF
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+from fastsrv._parser cimport (
+    RequestParser, Limits, scratch_spans,
+    PARSE_NEED_MORE, PARSE_DONE, PARSE_ERROR, BODY_NONE, BODY_LENGTH,
+)
+from fastsrv._request cimport Request, BodyStream, ConnectionBase, ShutdownSignal
+from fastsrv._response cimport (
+    WriteBuffer, Response, StreamingResponse, shared_buffer, write_head, write_simple,
+    content_type_line, body_allowed,
+)
+
+import asyncio
+import logging
+import json as _json
+import types
+
+from fastsrv._request import BodyError, ClientDisconnected
+
+cdef extern from "Python.h":
+    ctypedef enum PySendResult:
+        PYGEN_RETURN
+        PYGEN_ERROR
+        PYGEN_NEXT
+    PySendResult PyIter_Send(object iter, object arg, PyObject** presult) except PYGEN_ERROR
+
+
+logger = logging.getLogger("fastsrv.error")
+
+cdef object CoroutineType = types.CoroutineType
+cdef bytes CT_TEXT = content_type_line("text/plain; charset=utf-8")
+cdef bytes CT_OCTET = content_type_line("application/octet-stream")
+cdef bytes CT_JSON = content_type_line("application/json")
+
+cdef enum Deadline:
+    DL_NONE = 0
+    DL_IDLE = 1
+    DL_HEADER = 2
+    DL_BODY = 3
+
+cdef long long _conn_created = 0
+cdef long long _conn_freed = 0
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+def monotonic():
+    """The clock the core's deadlines use (seconds)."""
+    return _now()
+
+
+def debug_counters():
+    """Connections created and freed since start; equal once all are gone."""
+    return {"connections_created": _conn_created, "connections_freed": _conn_freed}
+
+
+class HTTPError(Exception):
+    """Raise in a handler to answer with ``status`` and a short text body."""
+
+    def __init__(self, int status, str detail=None, headers=None):
+        super().__init__(status, detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+
+
+cdef class ProtocolConfig:
+    """Per-server settings the connections read (limits and timeouts in s)."""
+    cdef public Limits limits
+    cdef public double header_timeout
+    cdef public double body_timeout
+    cdef public double keepalive_timeout
+    cdef public Py_ssize_t body_high_water
+    cdef public Py_ssize_t pipeline_high_water
+    cdef public object access_log
+
+    def __init__(self, Limits limits=None, double header_timeout=10.0, double body_timeout=30.0,
+                 double keepalive_timeout=5.0, Py_ssize_t body_high_water=256 * 1024,
+                 Py_ssize_t pipeline_high_water=256 * 1024, access_log=None):
+        self.limits = limits if limits is not None else Limits()
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.body_high_water = body_high_water
+        self.pipeline_high_water = pipeline_high_water
+        self.access_log = access_log
+
+
+@cython.final
+cdef class Route:
+    """The handlers of one path, by method."""
+    cdef dict handlers
+    cdef frozenset async_methods
+    cdef str allow
+
+    def __init__(self, dict handlers, async_methods=()):
+        self.handlers = dict(handlers)
+        self.async_methods = frozenset(async_methods)
+        methods = set(handlers)
+        if "GET" in methods:
+            methods.add("HEAD")
+        self.allow = ", ".join(sorted(methods))
+
+
+@cython.final
+cdef class Router:
+    """Static paths are one dict lookup; other paths go to ``dynamic``,
+    a callable ``path -> (Route, params) | None`` (the app's matcher)."""
+    cdef dict static
+    cdef object dynamic
+    cdef str last_allow
+
+    def __init__(self):
+        self.static = {}
+        self.dynamic = None
+
+    def add(self, str path, Route route):
+        self.static[path] = route
+
+    def set_dynamic(self, matcher):
+        self.dynamic = matcher
+
+    cdef inline object resolve(self, Request req, bint* is_async, int* status):
+        cdef object route_obj = self.static.get(req.path)
+        cdef Route route
+        cdef object handler
+        cdef object match
+        if route_obj is None:
+            if self.dynamic is None:
+                status[0] = 404
+                return None
+            match = self.dynamic(req.path)
+            if match is None:
+                status[0] = 404
+                return None
+            route_obj, req.params = match
+        route = <Route>route_obj
+        handler = route.handlers.get(req.method)
+        if handler is None:
+            if req.method == "HEAD":
+                handler = route.handlers.get("GET")
+            if handler is None:
+                status[0] = 405
+                self.last_allow = route.allow
+                return None
+            is_async[0] = "GET" in route.async_methods
+        else:
+            is_async[0] = req.method in route.async_methods
+        return handler
+
+
+cdef class _Continue:
+    """Carries on a coroutine that already yielded ``first`` outside a Task."""
+    cdef object coro
+    cdef object first
+
+    def __cinit__(self, coro, first):
+        self.coro = coro
+        self.first = first
+
+    def __await__(self):
+        coro = self.coro
+        to_yield = self.first
+        self.first = None
+        while True:
+            try:
+                sent = yield to_yield
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    to_yield = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    to_yield = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _resume(coro, first):
+    return await _Continue(coro, first)
+
+
+@cython.final
+cdef class ConnectionRegistry:
+    """Every open connection of a server, and whether it is handling a request.
+
+    A connection is *active* from the first byte of a request until its
+    response is written with nothing more pending; *idle* otherwise.
+    """
+    cdef set connections
+    cdef readonly Py_ssize_t active
+    cdef readonly long long requests_total
+    cdef readonly long long closed_total
+    cdef public Py_ssize_t max_connections
+    cdef readonly bint draining
+    cdef readonly ProtocolConfig config
+    cdef readonly ShutdownSignal shutdown_signal
+    cdef object loop
+    cdef object _idle_waiters
+    cdef object _sweeper
+
+    def __init__(self, ProtocolConfig config=None, Py_ssize_t max_connections=0):
+        self.connections = set()
+        self.active = 0
+        self.requests_total = 0
+        self.closed_total = 0
+        self.max_connections = max_connections
+        self.draining = False
+        self.config = config if config is not None else ProtocolConfig()
+        self.shutdown_signal = ShutdownSignal()
+        self.loop = None
+        self._idle_waiters = []
+        self._sweeper = None
+
+    @property
+    def open(self):
+        """Connections currently open."""
+        return len(self.connections)
+
+    @property
+    def idle(self):
+        """Open connections with no request in progress."""
+        return len(self.connections) - self.active
+
+    def start(self, loop):
+        """Attach to ``loop`` and start the once-a-second timeout sweep."""
+        self.loop = loop
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(1.0, self._sweep)
+
+    def stop(self):
+        """Stop the timeout sweep."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def _sweep(self):
+        cdef double now = _now()
+        cdef HttpProtocol p
+        for p in list(self.connections):
+            if p.deadline_kind != DL_NONE and p.deadline <= now:
+                p.on_timeout()
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
+
+    def begin_drain(self):
+        """Enter the drain: every response from now on carries
+        ``Connection: close``, idle connections are closed as they appear,
+        and the shutdown signal handlers can await is set."""
+        self.draining = True
+        self.shutdown_signal.set()
+
+    def close_idle(self):
+        """Close every idle connection now; return how many were closed."""
+        cdef HttpProtocol p
+        cdef int n = 0
+        for p in list(self.connections):
+            if not p.active and not p.closing:
+                p.close()
+                n += 1
+        return n
+
+    async def wait_idle(self):
+        """Return when no connection is active (at once if none is)."""
+        if self.active == 0:
+            return
+        fut = self.loop.create_future()
+        self._idle_waiters.append(fut)
+        await fut
+
+    def cancel_active(self):
+        """Cancel the handlers of active connections and close those
+        connections; return how many were cut."""
+        cdef HttpProtocol p
+        cdef int n = 0
+        for p in list(self.connections):
+            if p.active:
+                p.cut()
+                n += 1
+        return n
+
+    def close_all(self):
+        """Abort every connection (an immediate stop)."""
+        cdef HttpProtocol p
+        for p in list(self.connections):
+            p.cut()
+
+    cdef inline void became_active(self, HttpProtocol p):
+        p.active = True
+        self.active += 1
+
+    cdef inline void became_idle(self, HttpProtocol p):
+        p.active = False
+        self.active -= 1
+        if self.active == 0 and self._idle_waiters:
+            self._wake_idle_waiters()
+
+    cdef void _wake_idle_waiters(self):
+        waiters = self._idle_waiters
+        self._idle_waiters = []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    cdef void removed(self, HttpProtocol p):
+        if p in self.connections:
+            self.connections.discard(p)
+            self.closed_total += 1
+            if p.active:
+                self.became_idle(p)
+
+
+@cython.final
+cdef class HttpProtocol(ConnectionBase):
+    """One client connection speaking HTTP/1.1."""
+    cdef ConnectionRegistry registry
+    cdef Router router
+    cdef ProtocolConfig config
+    cdef RequestParser parser
+    cdef bytearray buf
+    cdef bint active
+    cdef bint busy
+    cdef bint reading_body
+    cdef bint closing
+    cdef bint paused_reading
+    cdef bint paused_writing
+    cdef bint response_started
+    cdef bint keep_alive
+    cdef bint head_request
+    cdef int body_error_status
+    cdef int stream_status
+    cdef Request cur
+    cdef BodyStream cur_stream
+    cdef object pending_handler
+    cdef object task
+    cdef object drain_waiter
+    cdef double deadline
+    cdef int deadline_kind
+    cdef readonly long long requests
+
+    def __cinit__(self):
+        global _conn_created
+        _conn_created += 1
+
+    def __dealloc__(self):
+        global _conn_freed
+        _conn_freed += 1
+
+    def __init__(self, ConnectionRegistry registry, Router router):
+        self.registry = registry
+        self.router = router
+        self.config = registry.config
+        self.loop = registry.loop
+        self.parser = RequestParser(self.config.limits)
+        self.shutdown_signal = registry.shutdown_signal
+
+    # ---- asyncio.Protocol ----
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.registry.connections.add(self)
+        if (self.registry.max_connections and
+                len(self.registry.connections) > self.registry.max_connections):
+            out = shared_buffer()
+            write_simple(out, 503, "server at its connection limit\n", False)
+            self.flush()
+            self.close()
+            return
+        if self.registry.draining:
+            self.close()
+            return
+        self.set_deadline(DL_IDLE, self.config.keepalive_timeout)
+
+    def connection_lost(self, exc):
+        self.closing = True
+        self.disconnected = True
+        self.deadline_kind = DL_NONE
+        self.registry.removed(self)
+        if self.disconnect_waiter is not None and not self.disconnect_waiter.done():
+            self.disconnect_waiter.set_result(None)
+        if self.cur_stream is not None and self.reading_body:
+            self.cur_stream.fail(ClientDisconnected("the client closed the connection mid-body"))
+        self._wake_drain()
+        self.buf = None
+
+    def data_received(self, bytes data):
+        cdef Py_ssize_t consumed, n
+        cdef bytearray b
+        if self.closing:
+            return
+        if self.buf is None or PyByteArray_GET_SIZE(self.buf) == 0:
+            n = PyBytes_GET_SIZE(data)
+            consumed = self.process(data, PyBytes_AS_STRING(data), n)
+            if consumed < n and not self.closing:
+                self.buf = bytearray(data[consumed:])
+        else:
+            b = self.buf
+            b += data
+            consumed = self.process(None, PyByteArray_AS_STRING(b), PyByteArray_GET_SIZE(b))
+            if not self.closing:
+                del b[:consumed]
+        self.flush()
+        self.after_io()
+
+    def eof_received(self):
+        if self.busy:
+            return True     # half-closed client: still answer what it sent
+        return False
+
+    def pause_writing(self):
+        self.paused_writing = True
+
+    def resume_writing(self):
+        self.paused_writing = False
+        self._wake_drain()
+        if not self.busy and self.buf:
+            self.resume()
+        else:
+            self.update_reading()
+
+    # ---- parsing and dispatch ----
+
+    cdef Py_ssize_t process(self, object owner, const char* p, Py_ssize_t n) except -1:
+        cdef Py_ssize_t pos = 0, consumed = 0, ds = 0, dl = 0
+        cdef RequestParser parser = self.parser
+        cdef int rc
+        cdef Request req
+        cdef bytes raw
+        while pos < n and not self.closing:
+            if self.reading_body:
+                rc = parser.parse_body(p + pos, n - pos, &consumed, &ds, &dl)
+                if rc == PARSE_ERROR:
+                    self.body_failed()
+                    return n
+                if dl:
+                    self.cur_stream.feed(PyBytes_FromStringAndSize(p + pos + ds, dl))
+                pos += consumed
+                if rc == PARSE_DONE:
+                    self.body_complete()
+                elif self.deadline_kind == DL_BODY:
+                    self.deadline = _now() + self.config.body_timeout
+                continue
+            if self.busy or self.paused_writing:
+                break
+            if parser.scan_pos == 0 and parser.line_count == 0:
+                pos += parser.skip_empty_lines(p + pos, n - pos)
+                if pos == n:
+                    break
+                if not self.active:
+                    self.registry.became_active(self)
+                self.set_deadline(DL_HEADER, self.config.header_timeout)
+            rc = parser.scan_head(p + pos, n - pos)
+            if rc == PARSE_NEED_MORE:
+                break
+            if rc == PARSE_DONE:
+                rc = parser.parse_head(p + pos, scratch_spans())
+            if rc == PARSE_ERROR:
+                self.reject(parser.error_status, parser.error_reason)
+                return n
+            if owner is None:
+                raw = PyBytes_FromStringAndSize(p + pos, parser.head_len)
+                req = Request.new(raw, 0, parser, self)
+            else:
+                req = Request.new(<bytes>owner, pos, parser, self)
+            pos += parser.head_len
+            pos = self.start_request(req, p, pos, n)
+        return pos
+
+    cdef Py_ssize_t start_request(self, Request req, const char* p, Py_ssize_t pos,
+                                  Py_ssize_t n) except -1:
+        cdef RequestParser parser = self.parser
+        cdef bint is_async = False
+        cdef int status = 0
+        cdef object handler
+        cdef Py_ssize_t cl
+        self.requests += 1
+        self.busy = True
+        self.cur = req
+        self.response_started = False
+        self.body_error_status = 0
+        self.head_request = req.method == "HEAD"
+        self.keep_alive = req.keep_alive
+        self.deadline_kind = DL_NONE
+        handler = self.router.resolve(req, &is_async, &status)
+        if parser.body_kind == BODY_NONE:
+            parser.reset()
+        elif parser.body_kind == BODY_LENGTH and n - pos >= parser.remaining:
+            cl = <Py_ssize_t>parser.remaining
+            req.set_body(PyBytes_FromStringAndSize(p + pos, cl))
+            pos += cl
+            parser.reset()
+        else:
+            self.cur_stream = req.open_stream()
+            self.reading_body = True
+            self.set_deadline(DL_BODY, self.config.body_timeout)
+            if handler is not None and not is_async:
+                # a sync handler runs once the whole body is here
+                self.pending_handler = handler
+                if self.cur_stream.continue_pending:
+                    self.cur_stream.continue_pending = False
+                    self.send_continue()
+                return pos
+        if handler is None:
+            self.respond_error(status, self.router.last_allow)
+        else:
+            self.invoke(handler, req)
+        return pos
+
+    cdef int body_complete(self) except -1:
+        cdef object handler = self.pending_handler
+        cdef BodyStream stream = self.cur_stream
+        self.reading_body = False
+        self.deadline_kind = DL_NONE
+        stream.finish(self.parser.trailers if self.parser.body_kind != BODY_LENGTH else None)
+        self.parser.reset()
+        if handler is not None:
+            self.pending_handler = None
+            self.cur.set_body(b"".join(stream.chunks))
+            stream.chunks.clear()
+            stream.buffered = 0
+            self.invoke(handler, self.cur)
+        elif not self.busy:
+            self.cur_stream = None
+        return 0
+
+    cdef int body_failed(self) except -1:
+        cdef int status = self.parser.error_status
+        cdef str reason = self.parser.error_reason
+        self.reading_body = False
+        self.keep_alive = False
+        self.body_error_status = status
+        self.cur_stream.fail(BodyError(f"{status}: {reason}"))
+        if self.pending_handler is not None or not self.busy:
+            self.pending_handler = None
+            self.reject(status, reason)
+        return 0
+
+    cdef int invoke(self, object handler, Request req) except -1:
+        cdef PyObject* presult = NULL
+        cdef object result, yielded
+        cdef PySendResult sr
+        try:
+            result = handler(req)
+            if type(result) is CoroutineType:
+                sr = PyIter_Send(result, None, &presult)
+                if sr == PYGEN_RETURN:
+                    value = <object>presult
+                    Py_XDECREF(presult)
+                    result = value
+                else:
+                    yielded = <object>presult
+                    Py_XDECREF(presult)
+                    self.task = self.loop.create_task(_resume(result, yielded))
+                    self.task.add_done_callback(self._handler_done)
+                    return 0
+        except Exception as exc:
+            self.handler_failed(exc)
+            return 0
+        self.send_result(result)
+        return 0
+
+    def _handler_done(self, task):
+        self.task = None
+        if task.cancelled():
+            self.cut()
+            return
+        exc = task.exception()
+        if self.closing:
+            if exc is not None and not isinstance(exc, BodyError):
+                logger.error("handler failed after the client went away", exc_info=exc)
+            return
+        if exc is not None:
+            self.handler_failed(exc)
+        else:
+            try:
+                self.send_result(task.result())
+            except Exception as e:
+                self.handler_failed(e)
+        self.flush()
+        self.resume()
+
+    cdef int send_result(self, object result) except -1:
+        cdef Response r
+        if type(result) is Response:
+            r = <Response>result
+            return self.send_response(r.status, content_type_line(r.content_type), r.headers, r.body)
+        if type(result) is str:
+            return self.send_response(200, CT_TEXT, None, (<str>result).encode("utf-8"))
+        if type(result) is bytes:
+            return self.send_response(200, CT_OCTET, None, <bytes>result)
+        if type(result) is StreamingResponse:
+            self.task = self.loop.create_task(self.stream_body(<StreamingResponse>result))
+            self.task.add_done_callback(self._stream_done)
+            return 0
+        if result is None:
+            return self.send_response(204, None, None, b"")
+        if isinstance(result, (dict, list)):
+            return self.send_response(200, CT_JSON, None,
+                                      _json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode())
+        if isinstance(result, Response):
+            r = <Response>result
+            return self.send_response(r.status, content_type_line(r.content_type), r.headers, r.body)
+        raise TypeError(f"a handler returned {type(result).__name__}: return a Response, "
+                        "StreamingResponse, str, bytes, dict, list or None")
+
+    cdef int send_response(self, int status, bytes ctype, list headers, bytes body) except -1:
+        cdef WriteBuffer out = shared_buffer()
+        cdef Py_ssize_t mark = out.length
+        cdef bint close_requested = False
+        cdef bint keep = self.keep_alive and not self.registry.draining
+        try:
+            write_head(out, status, ctype, headers, PyBytes_GET_SIZE(body), keep,
+                       self.cur.version == 10, &close_requested)
+        except ValueError as exc:
+            out.length = mark
+            logger.error("bad response from handler for %s %s: %s", self.cur.method, self.cur.path, exc)
+            write_simple(out, 500, "Internal Server Error\n", keep)
+            status = 500
+        else:
+            if not self.head_request and body_allowed(status):
+                out.append_bytes(body)
+        if close_requested or not keep:
+            self.keep_alive = False
+        self.response_done(status)
+        return 0
+
+    cdef int respond_error(self, int status, str allow) except -1:
+        cdef WriteBuffer out = shared_buffer()
+        cdef bint close_requested = False
+        cdef bint keep = self.keep_alive and not self.registry.draining
+        cdef bytes body
+        if status == 405:
+            body = b"Method Not Allowed\n"
+            write_head(out, 405, CT_TEXT, [("allow", allow)], len(body), keep, False, &close_requested)
+        else:
+            body = b"Not Found\n"
+            write_head(out, status, CT_TEXT, None, len(body), keep, False, &close_requested)
+        if not self.head_request:
+            out.append_bytes(body)
+        if not keep:
+            self.keep_alive = False
+        self.response_done(status)
+        return 0
+
+    cdef int handler_failed(self, object exc) except -1:
+        cdef WriteBuffer out = shared_buffer()
+        cdef bint close_requested = False
+        cdef int status
+        if self.response_started or self.closing:
+            if not isinstance(exc, BodyError):
+                logger.error("handler for %s %s failed after the response started",
+                             self.cur.method if self.cur else "?", self.cur.path if self.cur else "?",
+                             exc_info=exc)
+            self.cut()
+            return 0
+        keep = self.keep_alive and not self.registry.draining
+        if isinstance(exc, HTTPError):
+            status = exc.status
+            body = ((exc.detail or "") + "\n").encode() if exc.detail else b""
+            try:
+                write_head(out, status, CT_TEXT, exc.headers, len(body), keep, False, &close_requested)
+            except ValueError:
+                write_head(out, status, CT_TEXT, None, len(body), keep, False, &close_requested)
+            if not self.head_request and body_allowed(status):
+                out.append_bytes(body)
+        elif isinstance(exc, BodyError):
+            status = self.body_error_status or 400
+            keep = False
+            write_simple(out, status, "Bad Request: unreadable body\n", False)
+        else:
+            status = 500
+            logger.error("handler for %s %s raised", self.cur.method, self.cur.path, exc_info=exc)
+            write_simple(out, 500, "Internal Server Error\n", keep)
+        if not keep or close_requested:
+            self.keep_alive = False
+        self.response_done(status)
+        return 0
+
+    cdef int response_done(self, int status) except -1:
+        cdef Request req = self.cur
+        self.registry.requests_total += 1
+        if self.config.access_log is not None:
+            self.config.access_log.info('%s - "%s %s HTTP/%s" %d', self.client_host(), req.method,
+                                        req.path, req.http_version, status)
+        self.busy = False
+        self.cur = None
+        self.response_started = False
+        if self.reading_body:
+            if self.cur_stream.continue_pending:
+                # the client waits for 100 Continue that will never come
+                self.keep_alive = False
+            else:
+                self.cur_stream.discard = True
+                self.cur_stream.chunks.clear()
+        else:
+            self.cur_stream = None
+        if not self.keep_alive:
+            self.flush()
+            self.close()
+        return 0
+
+    cdef int reject(self, int status, str reason) except -1:
+        """Answer a request that cannot be parsed, then close."""
+        write_simple(shared_buffer(), status, reason + "\n", False)
+        self.flush()
+        self.close()
+        return 0
+
+    # ---- streaming responses ----
+
+    async def stream_body(self, StreamingResponse resp):
+        cdef WriteBuffer out = shared_buffer()
+        cdef bint close_requested = False
+        cdef bint http10 = self.cur.version == 10
+        cdef bint chunked = not http10
+        cdef bint keep = self.keep_alive and not self.registry.draining and chunked
+        cdef bint send_body = not self.head_request and body_allowed(resp.status)
+        self.stream_status = resp.status
+        write_head(out, resp.status, content_type_line(resp.content_type), resp.headers,
+                   -1 if (chunked and send_body) else -2, keep, http10, &close_requested)
+        if close_requested or not keep:
+            self.keep_alive = False
+        self.flush()
+        self.response_started = True
+        if not send_body:
+            return
+        content = resp.content
+        if hasattr(content, "__aiter__"):
+            it = content.__aiter__()
+            try:
+                while not self.closing:
+                    try:
+                        chunk = await it.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    await self.write_chunk(chunk, chunked)
+            finally:
+                if hasattr(it, "aclose"):
+                    await it.aclose()
+        else:
+            for chunk in content:
+                if self.closing:
+                    break
+                await self.write_chunk(chunk, chunked)
+        if chunked and not self.closing:
+            self.transport.write(b"0\r\n\r\n")
+
+    async def write_chunk(self, chunk, bint chunked):
+        cdef bytes data
+        if isinstance(chunk, str):
+            data = (<str>chunk).encode("utf-8")
+        else:
+            data = bytes(chunk)
+        if not data or self.closing:
+            return
+        if chunked:
+            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self.transport.write(data)
+        if self.paused_writing and not self.closing:
+            self.drain_waiter = self.loop.create_future()
+            await self.drain_waiter
+
+    def _stream_done(self, task):
+        self.task = None
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled() and not self.closing:
+                logger.error("streaming response for %s %s failed", self.cur.method, self.cur.path,
+                             exc_info=task.exception())
+            self.cut()
+            return
+        if self.closing:
+            return
+        self.response_done(self.stream_status)
+        self.flush()
+        self.resume()
+
+    cdef void _wake_drain(self):
+        cdef object w = self.drain_waiter
+        if w is not None:
+            self.drain_waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    # ---- I/O helpers ----
+
+    cdef int flush(self) except -1:
+        cdef WriteBuffer out = shared_buffer()
+        if out.length:
+            data = out.take()
+            if self.transport is not None and not self.closing:
+                self.transport.write(data)
+        return 0
+
+    cdef int resume(self) except -1:
+        """Carry on after an async response: parse pipelined bytes left."""
+        cdef bytearray b = self.buf
+        cdef Py_ssize_t consumed
+        if self.closing:
+            return 0
+        if b is not None and PyByteArray_GET_SIZE(b) and not self.busy and not self.paused_writing:
+            consumed = self.process(None, PyByteArray_AS_STRING(b), PyByteArray_GET_SIZE(b))
+            if not self.closing:
+                del b[:consumed]
+            self.flush()
+        self.after_io()
+        return 0
+
+    cdef inline int after_io(self) except -1:
+        if self.closing:
+            return 0
+        if self.active and not self.busy and not self.reading_body and (
+                self.buf is None or PyByteArray_GET_SIZE(self.buf) == 0) and self.parser.scan_pos == 0:
+            self.registry.became_idle(self)
+            if self.registry.draining:
+                self.close()
+                return 0
+            self.set_deadline(DL_IDLE, self.config.keepalive_timeout)
+        self.update_reading()
+        return 0
+
+    cdef int update_reading(self) except -1:
+        cdef bint pause = self.paused_writing
+        if not pause and self.cur_stream is not None and self.reading_body:
+            pause = self.cur_stream.buffered > self.config.body_high_water
+        if not pause and self.buf is not None:
+            pause = PyByteArray_GET_SIZE(self.buf) > self.config.pipeline_high_water
+        if pause != self.paused_reading and not self.closing:
+            self.paused_reading = pause
+            if pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+        return 0
+
+    cdef inline void set_deadline(self, int kind, double seconds):
+        if seconds > 0:
+            self.deadline_kind = kind
+            self.deadline = _now() + seconds
+        else:
+            self.deadline_kind = DL_NONE
+
+    cdef int on_body_consumed(self) except -1:
+        if self.paused_reading:
+            self.update_reading()
+        return 0
+
+    cdef int send_continue(self) except -1:
+        if not self.closing and not self.response_started:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return 0
+
+    cdef object client_host(self):
+        if self.peer is None and self.transport is not None:
+            peer = self.transport.get_extra_info("peername")
+            self.peer = tuple(peer[:2]) if peer else None
+        return self.peer[0] if self.peer else "-"
+
+    def on_timeout(self):
+        """Called by the registry's sweep when this connection's deadline passed."""
+        cdef int kind = self.deadline_kind
+        self.deadline_kind = DL_NONE
+        if self.closing:
+            return
+        if kind == DL_IDLE:
+            self.close()
+        elif kind == DL_HEADER:
+            self.reject(408, "Request Timeout: the request head took too long")
+        elif kind == DL_BODY:
+            self.body_error_status = 408
+            self.keep_alive = False
+            self.cur_stream.fail(BodyError("408: the request body took too long"))
+            if self.pending_handler is not None or not self.busy:
+                self.pending_handler = None
+                self.reject(408, "Request Timeout: the request body took too long")
+
+    def close(self):
+        """Close once pending writes are flushed."""
+        if not self.closing:
+            self.closing = True
+            self.deadline_kind = DL_NONE
+            if self.transport is not None:
+                self.transport.close()
+
+    def cut(self):
+        """Cancel the running handler and drop the connection now."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()

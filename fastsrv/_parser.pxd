@@ -1,0 +1,95 @@
+# The HTTP/1.1 request parser: declarations shared with the connection core.
+
+from libc.stdint cimport uint32_t, int64_t
+
+cdef enum ParseStatus:
+    PARSE_NEED_MORE = 0
+    PARSE_DONE = 1
+    PARSE_ERROR = -1
+
+cdef enum BodyKind:
+    BODY_NONE = 0
+    BODY_LENGTH = 1
+    BODY_CHUNKED = 2
+
+cdef enum ChunkState:
+    CH_SIZE = 0
+    CH_SIZE_BWS = 1
+    CH_EXT = 2
+    CH_SIZE_LF = 3
+    CH_DATA = 4
+    CH_DATA_CR = 5
+    CH_DATA_LF = 6
+    CH_TRAILER = 7
+    CH_DONE = 8
+
+ctypedef struct HeaderSpan:
+    uint32_t name_start
+    uint32_t name_len
+    uint32_t value_start
+    uint32_t value_len
+
+
+cdef class Limits:
+    cdef readonly Py_ssize_t max_request_line
+    cdef readonly Py_ssize_t max_header_bytes
+    cdef readonly Py_ssize_t max_header_count
+    cdef readonly int64_t max_body_bytes
+
+
+cdef class RequestParser:
+    cdef Limits limits
+    # error reporting
+    cdef public int error_status
+    cdef public str error_reason
+    # head scanning (resumable between reads)
+    cdef Py_ssize_t scan_pos
+    cdef Py_ssize_t line_start
+    cdef Py_ssize_t line_count
+    cdef Py_ssize_t skipped
+    # the head parsed last (offsets relative to the head start)
+    cdef Py_ssize_t head_len
+    cdef Py_ssize_t method_len
+    cdef Py_ssize_t target_start
+    cdef Py_ssize_t target_len
+    cdef int version
+    cdef Py_ssize_t nheaders
+    cdef int host_count
+    cdef bint has_te
+    cdef bint has_cl
+    cdef bint conn_close
+    cdef bint conn_keep_alive
+    cdef bint conn_upgrade
+    cdef public bint expect_continue
+    cdef public bint upgrade
+    cdef public bint keep_alive
+    # body framing
+    cdef public int body_kind
+    cdef public int64_t content_length
+    cdef int64_t remaining
+    cdef int64_t body_seen
+    cdef int chunk_state
+    cdef int64_t chunk_size
+    cdef Py_ssize_t chunk_digits
+    cdef Py_ssize_t chunk_line
+    cdef bytearray trailer_buf
+    cdef public list trailers
+    cdef bytearray _pending
+    cdef list _done
+    cdef object _head
+
+    cdef void reset(self)
+    cdef int fail(self, int status, str reason) except -2
+    cdef Py_ssize_t skip_empty_lines(self, const char* p, Py_ssize_t n)
+    cdef int scan_head(self, const char* p, Py_ssize_t n) except -2
+    cdef int parse_head(self, const char* p, HeaderSpan* spans) except -2
+    cdef int parse_body(self, const char* p, Py_ssize_t n, Py_ssize_t* consumed,
+                        Py_ssize_t* data_start, Py_ssize_t* data_len) except -2
+    cdef int check_trailers(self) except -2
+    cdef int _field(self, const char* p, HeaderSpan* s, bint* te_chunked_final,
+                    bint* te_chunked_seen, bint* te_other, bint* has_upgrade) except -2
+    cdef bint _trailer_line_done(self) except -1
+
+
+cdef HeaderSpan* scratch_spans()
+cdef list build_header_list(const char* base, const HeaderSpan* spans, Py_ssize_t n, bint lower)

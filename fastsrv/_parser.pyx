@@ -1,0 +1,647 @@
+# cython: freethreading_compatible = False
+"""A zero-copy, incremental HTTP/1.1 request parser.
+
+The head (request line and header fields) is found by scanning for its empty
+line, resuming where the previous read stopped, then parsed in one pass over
+the buffer, picohttpparser-style: the result is a set of offsets into the
+caller's buffer, never a copy.  Bodies are framed by Content-Length or by the
+chunked coding, decoded by a byte-level state machine that can be split at any
+offset.  Everything RFC 9112 says a server MUST reject is rejected, with the
+status code the connection core answers with.
+"""
+
+from libc.string cimport memchr, memcmp
+from libc.stdint cimport uint32_t, int64_t
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+DEF MAX_SPANS = 256
+
+cdef HeaderSpan _scratch[MAX_SPANS]
+
+cdef unsigned char TOKEN[256]
+cdef unsigned char VALUE_OK[256]
+cdef unsigned char TARGET_OK[256]
+cdef signed char HEXVAL[256]
+
+
+cdef void _init_tables():
+    cdef int c
+    for c in range(256):
+        TOKEN[c] = 0
+        VALUE_OK[c] = 0
+        TARGET_OK[c] = 0
+        HEXVAL[c] = -1
+    for c in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        TOKEN[c] = 1
+    for c in range(0x20, 0x7F):
+        VALUE_OK[c] = 1
+    VALUE_OK[9] = 1
+    for c in range(0x80, 0x100):
+        VALUE_OK[c] = 1       # obs-text
+    for c in range(0x21, 0x7F):
+        TARGET_OK[c] = 1
+    for c in range(10):
+        HEXVAL[48 + c] = c
+    for c in range(6):
+        HEXVAL[97 + c] = 10 + c
+        HEXVAL[65 + c] = 10 + c
+
+
+_init_tables()
+
+
+class ParseError(Exception):
+    """A request that RFC 9112 says must be rejected.
+
+    ``status`` is the HTTP status the server answers with (400, 413, 414,
+    431, 501, 505, 417); ``reason`` says what was wrong.
+    """
+
+    def __init__(self, int status, str reason):
+        super().__init__(f"{status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+cdef inline bint _ieq(const char* p, const char* lower, Py_ssize_t n):
+    """Case-insensitive compare of ``p`` with the lower-case ``lower``."""
+    cdef Py_ssize_t i
+    cdef char c
+    for i in range(n):
+        c = p[i]
+        if 65 <= c <= 90:
+            c += 32
+        if c != lower[i]:
+            return False
+    return True
+
+
+cdef class Limits:
+    """Size limits a request must fit in; exceeding one is answered with
+    414 (request line), 431 (header block or count) or 413 (body)."""
+
+    def __init__(self, Py_ssize_t max_request_line=8192, Py_ssize_t max_header_bytes=65536,
+                 Py_ssize_t max_header_count=100, int64_t max_body_bytes=10 * 1024 * 1024):
+        if max_request_line < 16 or max_header_bytes < max_request_line:
+            raise ValueError("max_request_line must be >= 16 and <= max_header_bytes")
+        if max_header_bytes > 0xFFFFFF:
+            raise ValueError("max_header_bytes must be at most 16 MiB")
+        if not 1 <= max_header_count <= MAX_SPANS - 1:
+            raise ValueError(f"max_header_count must be between 1 and {MAX_SPANS - 1}")
+        if max_body_bytes < 0:
+            raise ValueError("max_body_bytes must be >= 0")
+        self.max_request_line = max_request_line
+        self.max_header_bytes = max_header_bytes
+        self.max_header_count = max_header_count
+        self.max_body_bytes = max_body_bytes
+
+    def __repr__(self):
+        return (f"Limits(max_request_line={self.max_request_line}, "
+                f"max_header_bytes={self.max_header_bytes}, "
+                f"max_header_count={self.max_header_count}, "
+                f"max_body_bytes={self.max_body_bytes})")
+
+
+cdef HeaderSpan* scratch_spans():
+    return _scratch
+
+
+cdef list build_header_list(const char* base, const HeaderSpan* spans, Py_ssize_t n, bint lower):
+    cdef list out = []
+    cdef Py_ssize_t k
+    cdef bytes name
+    for k in range(n):
+        name = PyBytes_FromStringAndSize(base + spans[k].name_start, spans[k].name_len)
+        if lower:
+            name = name.lower()
+        out.append((name, PyBytes_FromStringAndSize(base + spans[k].value_start, spans[k].value_len)))
+    return out
+
+
+cdef class RequestParser:
+    """Parses one request at a time from a connection's bytes.
+
+    The connection core drives it through C-level methods; ``feed`` is the
+    Python-level entry used by tests and tools: give it bytes in any split,
+    get back the complete requests, or a :class:`ParseError`.
+    """
+
+    def __cinit__(self):
+        self.error_status = 0
+        self.error_reason = None
+        self.trailer_buf = None
+        self._pending = bytearray()
+        self._done = []
+        self._head = None
+
+    def __init__(self, Limits limits=None):
+        self.limits = limits if limits is not None else Limits()
+        self.reset()
+
+    cdef void reset(self):
+        self.scan_pos = 0
+        self.line_start = 0
+        self.line_count = 0
+        self.skipped = 0
+        self.head_len = 0
+        self.nheaders = 0
+        self.host_count = 0
+        self.has_te = False
+        self.has_cl = False
+        self.conn_close = False
+        self.conn_keep_alive = False
+        self.conn_upgrade = False
+        self.expect_continue = False
+        self.upgrade = False
+        self.keep_alive = False
+        self.body_kind = BODY_NONE
+        self.content_length = 0
+        self.remaining = 0
+        self.body_seen = 0
+        self.chunk_state = CH_SIZE
+        self.chunk_size = 0
+        self.chunk_digits = 0
+        self.chunk_line = 0
+        self.trailer_buf = None
+
+    cdef int fail(self, int status, str reason) except -2:
+        self.error_status = status
+        self.error_reason = reason
+        return PARSE_ERROR
+
+    cdef Py_ssize_t skip_empty_lines(self, const char* p, Py_ssize_t n):
+        """Bytes of CRLF to ignore before a request line (RFC 9112 2.2)."""
+        cdef Py_ssize_t i = 0
+        while i + 1 < n and p[i] == 13 and p[i + 1] == 10 and self.skipped < 8:
+            i += 2
+            self.skipped += 1
+        return i
+
+    cdef int scan_head(self, const char* p, Py_ssize_t n) except -2:
+        """Find the end of the head in ``p[:n]``; resumable as bytes arrive."""
+        cdef Py_ssize_t i = self.scan_pos
+        cdef Py_ssize_t j, line_len
+        cdef const char* nl
+        cdef Limits lim = self.limits
+        while True:
+            nl = <const char*>memchr(p + i, 10, n - i) if i < n else NULL
+            if nl == NULL:
+                if self.line_count == 0 and n - self.line_start > lim.max_request_line:
+                    return self.fail(414, "request line too long")
+                if n > lim.max_header_bytes:
+                    return self.fail(431, "header section too large")
+                self.scan_pos = n
+                return PARSE_NEED_MORE
+            j = nl - p
+            if j == 0 or p[j - 1] != 13:
+                return self.fail(400, "bare LF in request head")
+            line_len = j - 1 - self.line_start
+            if self.line_count == 0 and line_len > lim.max_request_line:
+                return self.fail(414, "request line too long")
+            if j + 1 > lim.max_header_bytes:
+                return self.fail(431, "header section too large")
+            if line_len == 0:
+                if self.line_count == 0:
+                    return self.fail(400, "empty request line")
+                self.head_len = j + 1
+                return PARSE_DONE
+            self.line_count += 1
+            if self.line_count - 1 > lim.max_header_count:
+                return self.fail(431, "too many header fields")
+            i = j + 1
+            self.line_start = i
+
+    cdef int parse_head(self, const char* p, HeaderSpan* spans) except -2:
+        """Validate the head found by ``scan_head`` and record its fields."""
+        cdef Py_ssize_t i = 0, start, last, nh = 0
+        cdef unsigned char c
+        cdef int rc
+        cdef bint te_chunked_final = False, te_chunked_seen = False, te_other = False
+        cdef bint has_upgrade_field = False
+
+        # request-line = method SP request-target SP HTTP-version CRLF
+        while TOKEN[<unsigned char>p[i]]:
+            i += 1
+        if i == 0 or p[i] != 32:
+            return self.fail(400, "invalid method")
+        self.method_len = i
+        i += 1
+        self.target_start = i
+        while TARGET_OK[<unsigned char>p[i]]:
+            i += 1
+        self.target_len = i - self.target_start
+        if self.target_len == 0 or p[i] != 32:
+            return self.fail(400, "invalid request-target")
+        i += 1
+        if i + 10 > self.head_len or memcmp(p + i, b"HTTP/", 5) != 0 or p[i + 8] != 13:
+            return self.fail(400, "invalid HTTP version")
+        if not (48 <= p[i + 5] <= 57 and p[i + 6] == 46 and 48 <= p[i + 7] <= 57):
+            return self.fail(400, "invalid HTTP version")
+        if p[i + 5] == 49 and p[i + 7] == 49:
+            self.version = 11
+        elif p[i + 5] == 49 and p[i + 7] == 48:
+            self.version = 10
+        else:
+            return self.fail(505, "HTTP version not supported")
+        i += 10
+
+        if self.method_len == 7 and memcmp(p, b"CONNECT", 7) == 0:
+            return self.fail(501, "CONNECT is not supported")
+        c = p[self.target_start]
+        if c != 47:  # not origin-form
+            if c == 42 and self.target_len == 1:
+                if not (self.method_len == 7 and memcmp(p, b"OPTIONS", 7) == 0):
+                    return self.fail(400, "asterisk-form is only allowed for OPTIONS")
+            elif not ((self.target_len > 7 and _ieq(p + self.target_start, b"http://", 7)) or
+                      (self.target_len > 8 and _ieq(p + self.target_start, b"https://", 8))):
+                return self.fail(400, "invalid request-target")
+
+        # field-line = field-name ":" OWS field-value OWS CRLF
+        while p[i] != 13:
+            c = p[i]
+            if c == 32 or c == 9:
+                return self.fail(400, "obsolete line folding")
+            start = i
+            while TOKEN[<unsigned char>p[i]]:
+                i += 1
+            if i == start:
+                return self.fail(400, "invalid header field name")
+            if p[i] != 58:
+                if p[i] == 32 or p[i] == 9:
+                    return self.fail(400, "whitespace between field name and colon")
+                return self.fail(400, "invalid character in header field name")
+            spans[nh].name_start = <uint32_t>start
+            spans[nh].name_len = <uint32_t>(i - start)
+            i += 1
+            while p[i] == 32 or p[i] == 9:
+                i += 1
+            start = i
+            last = i
+            while True:
+                c = p[i]
+                if c == 13:
+                    if p[i + 1] != 10:
+                        return self.fail(400, "bare CR in header field value")
+                    break
+                if not VALUE_OK[c]:
+                    if c == 0:
+                        return self.fail(400, "NUL in header field value")
+                    return self.fail(400, "control character in header field value")
+                i += 1
+                if c != 32 and c != 9:
+                    last = i
+            spans[nh].value_start = <uint32_t>start
+            spans[nh].value_len = <uint32_t>(last - start)
+            rc = self._field(p, &spans[nh], &te_chunked_final, &te_chunked_seen, &te_other,
+                             &has_upgrade_field)
+            if rc == PARSE_ERROR:
+                return rc
+            nh += 1
+            i += 2
+        self.nheaders = nh
+
+        if self.version == 11 and self.host_count != 1:
+            return self.fail(400, "missing Host header" if self.host_count == 0 else "multiple Host headers")
+        if self.host_count > 1:
+            return self.fail(400, "multiple Host headers")
+        if self.has_te:
+            if self.version == 10:
+                return self.fail(400, "Transfer-Encoding in an HTTP/1.0 request")
+            if self.has_cl:
+                return self.fail(400, "both Content-Length and Transfer-Encoding")
+            if not te_chunked_final:
+                return self.fail(400, "chunked is not the final transfer coding")
+            if te_other:
+                return self.fail(501, "unsupported transfer coding")
+            self.body_kind = BODY_CHUNKED
+        elif self.has_cl and self.content_length > 0:
+            if self.content_length > self.limits.max_body_bytes:
+                return self.fail(413, "request body too large")
+            self.body_kind = BODY_LENGTH
+            self.remaining = self.content_length
+        if self.version == 11:
+            self.keep_alive = not self.conn_close
+        else:
+            self.keep_alive = self.conn_keep_alive and not self.conn_close
+        self.upgrade = self.conn_upgrade and has_upgrade_field
+        return PARSE_DONE
+
+    cdef inline int _field(self, const char* p, HeaderSpan* s, bint* te_chunked_final,
+                           bint* te_chunked_seen, bint* te_other, bint* has_upgrade) except -2:
+        cdef const char* name = p + s.name_start
+        cdef Py_ssize_t nlen = s.name_len
+        cdef const char* v = p + s.value_start
+        cdef Py_ssize_t vlen = s.value_len
+        cdef Py_ssize_t i, k, tstart, tend
+        cdef int64_t value
+        if nlen == 4 and _ieq(name, b"host", 4):
+            self.host_count += 1
+        elif nlen == 14 and _ieq(name, b"content-length", 14):
+            # a list of identical values is one value (RFC 9110 8.6)
+            i = 0
+            while True:
+                while i < vlen and (v[i] == 32 or v[i] == 9):
+                    i += 1
+                k = 0
+                value = 0
+                while i < vlen and 48 <= v[i] <= 57:
+                    if k == 18:
+                        return self.fail(413, "Content-Length too large")
+                    value = value * 10 + (v[i] - 48)
+                    i += 1
+                    k += 1
+                if k == 0:
+                    return self.fail(400, "invalid Content-Length")
+                if self.has_cl and value != self.content_length:
+                    return self.fail(400, "conflicting Content-Length values")
+                self.has_cl = True
+                self.content_length = value
+                while i < vlen and (v[i] == 32 or v[i] == 9):
+                    i += 1
+                if i == vlen:
+                    break
+                if v[i] != 44:
+                    return self.fail(400, "invalid Content-Length")
+                i += 1
+        elif nlen == 17 and _ieq(name, b"transfer-encoding", 17):
+            self.has_te = True
+            i = 0
+            while i < vlen:
+                while i < vlen and (v[i] == 32 or v[i] == 9 or v[i] == 44):
+                    i += 1
+                if i == vlen:
+                    break
+                tstart = i
+                while i < vlen and v[i] != 44:
+                    i += 1
+                tend = i
+                while tend > tstart and (v[tend - 1] == 32 or v[tend - 1] == 9):
+                    tend -= 1
+                if tend - tstart == 7 and _ieq(v + tstart, b"chunked", 7):
+                    if te_chunked_seen[0]:
+                        return self.fail(400, "chunked applied more than once")
+                    te_chunked_seen[0] = True
+                    te_chunked_final[0] = True
+                else:
+                    for k in range(tstart, tend):
+                        if not TOKEN[<unsigned char>v[k]] and v[k] != 59 and v[k] != 61 \
+                                and v[k] != 32 and v[k] != 9 and v[k] != 34:
+                            return self.fail(400, "invalid Transfer-Encoding")
+                    te_other[0] = True
+                    te_chunked_final[0] = False
+        elif nlen == 10 and _ieq(name, b"connection", 10):
+            i = 0
+            while i < vlen:
+                while i < vlen and (v[i] == 32 or v[i] == 9 or v[i] == 44):
+                    i += 1
+                tstart = i
+                while i < vlen and v[i] != 44:
+                    i += 1
+                tend = i
+                while tend > tstart and (v[tend - 1] == 32 or v[tend - 1] == 9):
+                    tend -= 1
+                if tend - tstart == 5 and _ieq(v + tstart, b"close", 5):
+                    self.conn_close = True
+                elif tend - tstart == 10 and _ieq(v + tstart, b"keep-alive", 10):
+                    self.conn_keep_alive = True
+                elif tend - tstart == 7 and _ieq(v + tstart, b"upgrade", 7):
+                    self.conn_upgrade = True
+        elif nlen == 6 and _ieq(name, b"expect", 6):
+            if vlen == 12 and _ieq(v, b"100-continue", 12):
+                self.expect_continue = True
+            else:
+                return self.fail(417, "unsupported expectation")
+        elif nlen == 7 and _ieq(name, b"upgrade", 7):
+            has_upgrade[0] = True
+        return PARSE_DONE
+
+    cdef int parse_body(self, const char* p, Py_ssize_t n, Py_ssize_t* consumed,
+                        Py_ssize_t* data_start, Py_ssize_t* data_len) except -2:
+        """Advance the body framing over ``p[:n]``.
+
+        Sets ``consumed`` and, when body bytes were found, the span
+        ``data_start``/``data_len`` (relative to ``p``). Returns PARSE_DONE
+        once the message body is complete, PARSE_NEED_MORE otherwise (call
+        again with the bytes after ``consumed``), PARSE_ERROR on bad framing.
+        """
+        cdef Py_ssize_t i = 0, take, j
+        cdef unsigned char c
+        cdef int v
+        cdef const char* nl
+        data_len[0] = 0
+        data_start[0] = 0
+        if self.body_kind == BODY_LENGTH:
+            take = n if n < self.remaining else <Py_ssize_t>self.remaining
+            data_len[0] = take
+            consumed[0] = take
+            self.remaining -= take
+            return PARSE_DONE if self.remaining == 0 else PARSE_NEED_MORE
+        if self.body_kind == BODY_NONE:
+            consumed[0] = 0
+            return PARSE_DONE
+        while i < n:
+            c = p[i]
+            if self.chunk_state == CH_DATA:
+                take = n - i if n - i < self.chunk_size else <Py_ssize_t>self.chunk_size
+                data_start[0] = i
+                data_len[0] = take
+                self.chunk_size -= take
+                i += take
+                if self.chunk_size == 0:
+                    self.chunk_state = CH_DATA_CR
+                consumed[0] = i
+                return PARSE_NEED_MORE
+            elif self.chunk_state == CH_SIZE:
+                v = HEXVAL[c]
+                if v >= 0:
+                    if self.chunk_digits == 15:
+                        return self.fail(413, "chunk size too large")
+                    self.chunk_size = self.chunk_size * 16 + v
+                    self.chunk_digits += 1
+                elif self.chunk_digits == 0:
+                    return self.fail(400, "invalid chunk size")
+                elif c == 59:
+                    self.chunk_state = CH_EXT
+                elif c == 32 or c == 9:
+                    self.chunk_state = CH_SIZE_BWS
+                elif c == 13:
+                    self.chunk_state = CH_SIZE_LF
+                else:
+                    return self.fail(400, "invalid chunk size")
+                i += 1
+            elif self.chunk_state == CH_SIZE_BWS:
+                if c == 59:
+                    self.chunk_state = CH_EXT
+                elif c != 32 and c != 9:
+                    return self.fail(400, "invalid chunk size")
+                i += 1
+            elif self.chunk_state == CH_EXT:
+                if c == 13:
+                    self.chunk_state = CH_SIZE_LF
+                elif not VALUE_OK[c]:
+                    return self.fail(400, "invalid character in chunk extension")
+                self.chunk_line += 1
+                if self.chunk_line > 4096:
+                    return self.fail(400, "chunk extension too long")
+                i += 1
+            elif self.chunk_state == CH_SIZE_LF:
+                if c != 10:
+                    return self.fail(400, "bare CR in chunk header")
+                i += 1
+                self.chunk_line = 0
+                self.chunk_digits = 0
+                if self.chunk_size == 0:
+                    self.chunk_state = CH_TRAILER
+                    self.trailer_buf = bytearray()
+                else:
+                    self.body_seen += self.chunk_size
+                    if self.body_seen > self.limits.max_body_bytes:
+                        return self.fail(413, "request body too large")
+                    self.chunk_state = CH_DATA
+            elif self.chunk_state == CH_DATA_CR:
+                if c != 13:
+                    return self.fail(400, "chunk data longer than its size")
+                self.chunk_state = CH_DATA_LF
+                i += 1
+            elif self.chunk_state == CH_DATA_LF:
+                if c != 10:
+                    return self.fail(400, "bare CR after chunk data")
+                self.chunk_state = CH_SIZE
+                i += 1
+            elif self.chunk_state == CH_TRAILER:
+                nl = <const char*>memchr(p + i, 10, n - i)
+                j = (nl - p + 1) if nl != NULL else n
+                self.trailer_buf += p[i:j]
+                i = j
+                if len(self.trailer_buf) > self.limits.max_header_bytes:
+                    return self.fail(431, "trailer section too large")
+                if nl == NULL:
+                    break
+                if self._trailer_line_done():
+                    self.chunk_state = CH_DONE
+                    consumed[0] = i
+                    return self.check_trailers()
+            else:
+                break
+        consumed[0] = i
+        return PARSE_NEED_MORE
+
+    cdef inline bint _trailer_line_done(self) except -1:
+        """True when the trailer section just ended with an empty line."""
+        cdef bytearray t = self.trailer_buf
+        cdef Py_ssize_t m = len(t)
+        if m < 2 or t[m - 2] != 13:
+            self.error_status = 400
+            self.error_reason = "bare LF in trailer section"
+            return True
+        return m == 2 or (m >= 4 and t[m - 4] == 13 and t[m - 3] == 10)
+
+    cdef int check_trailers(self) except -2:
+        if self.error_status:
+            return PARSE_ERROR
+        cdef bytes raw = bytes(self.trailer_buf)
+        cdef const char* p = PyBytes_AS_STRING(raw)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(raw), i = 0, start, last, count = 0
+        cdef unsigned char c
+        cdef list out = []
+        while i < n and p[i] != 13:
+            if p[i] == 32 or p[i] == 9:
+                return self.fail(400, "obsolete line folding in trailer")
+            start = i
+            while TOKEN[<unsigned char>p[i]]:
+                i += 1
+            if i == start or p[i] != 58:
+                return self.fail(400, "invalid trailer field")
+            name = p[start:i].lower()
+            i += 1
+            while p[i] == 32 or p[i] == 9:
+                i += 1
+            start = i
+            last = i
+            while p[i] != 13:
+                c = p[i]
+                if not VALUE_OK[c]:
+                    return self.fail(400, "invalid character in trailer field value")
+                i += 1
+                if c != 32 and c != 9:
+                    last = i
+            if p[i + 1] != 10:
+                return self.fail(400, "bare CR in trailer section")
+            out.append((name, p[start:last]))
+            count += 1
+            if count > self.limits.max_header_count:
+                return self.fail(431, "too many trailer fields")
+            i += 2
+        self.trailers = out
+        return PARSE_DONE
+
+    # ---- the Python-level entry (tests, tools) ----
+
+    def feed(self, data):
+        """Feed bytes; return the list of requests completed by them.
+
+        Each request is a dict with ``method``, ``target``, ``version``
+        (``"1.0"``/``"1.1"``), ``headers`` (list of ``(name, value)`` bytes,
+        as sent), ``body``, ``trailers``, ``keep_alive``,
+        ``expect_continue`` and ``upgrade``. Raises :class:`ParseError`.
+        """
+        cdef bytearray buf = self._pending
+        cdef Py_ssize_t pos = 0, consumed = 0, ds = 0, dl = 0, n
+        cdef int rc
+        cdef const char* p
+        cdef bytes snapshot
+        buf += data
+        snapshot = bytes(buf)
+        p = PyBytes_AS_STRING(snapshot)
+        n = PyBytes_GET_SIZE(snapshot)
+        out = []
+        while True:
+            if self._head is None:
+                if self.line_count == 0 and self.scan_pos == 0:
+                    pos += self.skip_empty_lines(p + pos, n - pos)
+                rc = self.scan_head(p + pos, n - pos)
+                if rc == PARSE_NEED_MORE:
+                    break
+                if rc == PARSE_ERROR:
+                    raise ParseError(self.error_status, self.error_reason)
+                rc = self.parse_head(p + pos, _scratch)
+                if rc == PARSE_ERROR:
+                    raise ParseError(self.error_status, self.error_reason)
+                self._head = {
+                    "method": p[pos:pos + self.method_len],
+                    "target": p[pos + self.target_start:pos + self.target_start + self.target_len],
+                    "version": "1.1" if self.version == 11 else "1.0",
+                    "headers": build_header_list(p + pos, _scratch, self.nheaders, False),
+                    "keep_alive": self.keep_alive,
+                    "expect_continue": self.expect_continue,
+                    "upgrade": self.upgrade,
+                    "body": bytearray(),
+                    "trailers": [],
+                }
+                pos += self.head_len
+            head = self._head
+            rc = PARSE_NEED_MORE
+            while True:
+                rc = self.parse_body(p + pos, n - pos, &consumed, &ds, &dl)
+                if rc == PARSE_ERROR:
+                    raise ParseError(self.error_status, self.error_reason)
+                if dl:
+                    head["body"] += p[pos + ds:pos + ds + dl]
+                pos += consumed
+                if rc == PARSE_DONE or pos >= n:
+                    break
+            if rc != PARSE_DONE:
+                break
+            head["body"] = bytes(head["body"])
+            if self.body_kind == BODY_CHUNKED:
+                head["trailers"] = self.trailers
+            out.append(head)
+            self._head = None
+            self.reset()
+        del buf[:pos]
+        if self._head is None and pos:
+            # a partial head restarts its scan from the new buffer start
+            self.scan_pos = 0
+            self.line_start = 0
+            self.line_count = 0
+        return out

@@ -1,0 +1,349 @@
+"""Responses and their serialization to HTTP/1.1 bytes.
+
+Status lines and common header lines are prebuilt bytes; the Date header is
+formatted at most once a second.  Header names and values given by the
+application are checked: a CR, LF or NUL in them raises
+:class:`InvalidResponseHeader` instead of splitting the response.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from libc.string cimport memcpy
+from libc.time cimport time, time_t
+
+from email.utils import formatdate
+from http import HTTPStatus
+import json as _json
+
+
+class InvalidResponseHeader(ValueError):
+    """A response header name or value the application gave cannot be sent
+    (CR, LF or NUL in it, or a name that is not an HTTP token).  Fix the value
+    in the handler; fastsrv never splits a response on it."""
+
+
+class ContentLengthMismatch(ValueError):
+    """The application set a Content-Length that differs from the bytes of
+    the body it gave."""
+
+
+cdef unsigned char NAME_OK[256]
+cdef unsigned char VALUE_OK[256]
+
+
+cdef void _init_tables():
+    cdef int c
+    for c in range(256):
+        NAME_OK[c] = 0
+        VALUE_OK[c] = 1 if (c >= 0x20 and c != 0x7F) or c == 9 else 0
+    for c in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        NAME_OK[c] = 1
+
+
+_init_tables()
+
+
+cdef class WriteBuffer:
+    """A growable byte buffer; ``take`` hands its content over as bytes."""
+
+    def __cinit__(self, Py_ssize_t capacity=16384):
+        self.data = <char*>PyMem_Malloc(capacity)
+        if self.data == NULL:
+            raise MemoryError()
+        self.capacity = capacity
+        self.length = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.data)
+
+    cdef int reserve(self, Py_ssize_t extra) except -1:
+        cdef Py_ssize_t need = self.length + extra
+        cdef Py_ssize_t cap
+        cdef char* grown
+        if need <= self.capacity:
+            return 0
+        cap = self.capacity * 2
+        while cap < need:
+            cap *= 2
+        grown = <char*>PyMem_Realloc(self.data, cap)
+        if grown == NULL:
+            raise MemoryError()
+        self.data = grown
+        self.capacity = cap
+        return 0
+
+    cdef int append(self, const char* p, Py_ssize_t n) except -1:
+        if self.length + n > self.capacity:
+            self.reserve(n)
+        memcpy(self.data + self.length, p, n)
+        self.length += n
+        return 0
+
+    cdef int append_bytes(self, bytes b) except -1:
+        return self.append(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+    cdef int append_int(self, long long v) except -1:
+        cdef char tmp[24]
+        cdef int i = 24
+        if v == 0:
+            return self.append(b"0", 1)
+        while v > 0:
+            i -= 1
+            tmp[i] = <char>(48 + v % 10)
+            v //= 10
+        return self.append(tmp + i, 24 - i)
+
+    cdef bytes take(self):
+        cdef bytes out = PyBytes_FromStringAndSize(self.data, self.length)
+        self.length = 0
+        if self.capacity > 1 << 20:
+            # do not keep a huge buffer alive after one large response
+            PyMem_Free(self.data)
+            self.data = <char*>PyMem_Malloc(16384)
+            if self.data == NULL:
+                raise MemoryError()
+            self.capacity = 16384
+        return out
+
+
+cdef WriteBuffer _shared = WriteBuffer()
+
+
+cdef WriteBuffer shared_buffer():
+    """The loop-wide output buffer: filled and flushed within one callback."""
+    return _shared
+
+
+# ---- prebuilt lines ----
+
+cdef list _status_lines = [None] * 600
+
+
+def _build_status_lines():
+    for st in HTTPStatus:
+        _status_lines[st.value] = f"HTTP/1.1 {st.value} {st.phrase}\r\n".encode("ascii")
+
+
+_build_status_lines()
+
+
+cdef bytes status_line(int status):
+    cdef object line
+    if status < 100 or status > 599:
+        raise ValueError(f"invalid HTTP status code {status}: use 100-599")
+    line = _status_lines[status]
+    if line is None:
+        line = f"HTTP/1.1 {status} Unknown\r\n".encode("ascii")
+        _status_lines[status] = line
+    return <bytes>line
+
+
+cdef dict _ctype_lines = {}
+
+
+cdef bytes content_type_line(str content_type):
+    cdef object line
+    if content_type is None:
+        return None
+    line = _ctype_lines.get(content_type)
+    if line is None:
+        line = b"content-type: " + _header_value(content_type) + b"\r\n"
+        if len(_ctype_lines) < 256:
+            _ctype_lines[content_type] = line
+    return <bytes>line
+
+
+cdef time_t _date_second = 0
+cdef bytes _date_line = b""
+
+
+cdef bytes date_line():
+    global _date_second, _date_line
+    cdef time_t now = time(NULL)
+    if now != _date_second:
+        _date_second = now
+        _date_line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+    return _date_line
+
+
+cdef bint body_allowed(int status):
+    return not (status < 200 or status == 204 or status == 304)
+
+
+cdef bytes _header_name(object name):
+    cdef bytes b
+    cdef Py_ssize_t i
+    if isinstance(name, str):
+        b = (<str>name).encode("latin-1")
+    elif isinstance(name, bytes):
+        b = <bytes>name
+    else:
+        raise InvalidResponseHeader(f"header name must be str or bytes, not {type(name).__name__}")
+    if len(b) == 0:
+        raise InvalidResponseHeader("empty header name")
+    for i in range(len(b)):
+        if not NAME_OK[<unsigned char>b[i]]:
+            raise InvalidResponseHeader(f"invalid character {chr(b[i])!r} in header name {name!r}")
+    return b
+
+
+cdef bytes _header_value(object value):
+    cdef bytes b
+    cdef Py_ssize_t i
+    if isinstance(value, str):
+        b = (<str>value).encode("latin-1")
+    elif isinstance(value, bytes):
+        b = <bytes>value
+    elif isinstance(value, int):
+        b = str(value).encode("ascii")
+    else:
+        raise InvalidResponseHeader(f"header value must be str, bytes or int, not {type(value).__name__}")
+    for i in range(len(b)):
+        if not VALUE_OK[<unsigned char>b[i]]:
+            raise InvalidResponseHeader(
+                f"control character {b[i]:#04x} in header value {value!r}: CR, LF and NUL are never sent")
+    return b
+
+
+cdef int write_head(WriteBuffer out, int status, bytes ctype_line, list headers,
+                    long long content_length, bint keep_alive, bint http10,
+                    bint* close_requested) except -1:
+    """Serialize a status line and header block.
+
+    ``content_length`` >= 0 writes Content-Length; -1 announces the chunked
+    coding; -2 writes neither (the body ends with the connection).
+    """
+    cdef object item, name, value
+    cdef bytes bname, bvalue, lname
+    cdef list extra = None
+    cdef bint has_ctype = False
+    if headers:
+        extra = []
+        for item in headers:
+            name, value = item
+            bname = _header_name(name)
+            bvalue = _header_value(value)
+            lname = bname.lower()
+            if lname == b"content-length":
+                if content_length >= 0 and bvalue.strip() != str(content_length).encode():
+                    raise ContentLengthMismatch(
+                        f"Content-Length header {bvalue!r} does not match the {content_length}-byte body")
+                continue
+            if lname == b"transfer-encoding" or lname == b"date":
+                continue
+            if lname == b"connection":
+                if b"close" in bvalue.lower():
+                    close_requested[0] = True
+                continue
+            if lname == b"content-type":
+                has_ctype = True
+            extra.append(bname)
+            extra.append(bvalue)
+    out.append_bytes(status_line(status))
+    if ctype_line is not None and not has_ctype:
+        out.append_bytes(ctype_line)
+    if extra:
+        for i in range(0, len(extra), 2):
+            out.append_bytes(<bytes>extra[i])
+            out.append(b": ", 2)
+            out.append_bytes(<bytes>extra[i + 1])
+            out.append(b"\r\n", 2)
+    if content_length >= 0:
+        if status >= 200 and status != 204:
+            out.append(b"content-length: ", 16)
+            out.append_int(content_length)
+            out.append(b"\r\n", 2)
+    elif content_length == -1:
+        out.append(b"transfer-encoding: chunked\r\n", 28)
+    out.append_bytes(date_line())
+    if not keep_alive or close_requested[0]:
+        out.append(b"connection: close\r\n\r\n", 21)
+    elif http10:
+        out.append(b"connection: keep-alive\r\n\r\n", 26)
+    else:
+        out.append(b"\r\n", 2)
+    return 0
+
+
+cdef int write_simple(WriteBuffer out, int status, str text, bint keep_alive) except -1:
+    """A short text/plain response (errors, 404, 405...)."""
+    cdef bytes body = text.encode("utf-8")
+    cdef bint close_requested = False
+    write_head(out, status, b"content-type: text/plain; charset=utf-8\r\n", None,
+               len(body), keep_alive, False, &close_requested)
+    out.append_bytes(body)
+    return 0
+
+
+cdef bytes _to_body(object body):
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return <bytes>body
+    if isinstance(body, str):
+        return (<str>body).encode("utf-8")
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    raise TypeError(f"response body must be bytes or str, not {type(body).__name__}")
+
+
+cdef class Response:
+    """A complete response: status, headers and a body held in memory.
+
+    ``body`` may be ``bytes`` or ``str`` (encoded as UTF-8).  The default
+    content type is ``text/plain; charset=utf-8`` for ``str`` bodies and
+    ``application/octet-stream`` for bytes.  ``headers`` is a list of
+    ``(name, value)`` pairs; Content-Length and the framing are fastsrv's.
+    """
+
+    def __init__(self, body=b"", int status=200, headers=None, str content_type=None):
+        if status < 100 or status > 599:
+            raise ValueError(f"invalid HTTP status code {status}: use 100-599")
+        self.status = status
+        if content_type is None:
+            content_type = "text/plain; charset=utf-8" if isinstance(body, str) else "application/octet-stream"
+        self.content_type = content_type
+        self.body = _to_body(body)
+        self.headers = list(headers.items() if isinstance(headers, dict) else headers) if headers else None
+
+    @staticmethod
+    def json(object data, int status=200, headers=None):
+        """A JSON response (``application/json``)."""
+        return Response(_json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
+                        status, headers, "application/json")
+
+    @staticmethod
+    def text(str text, int status=200, headers=None):
+        """A ``text/plain; charset=utf-8`` response."""
+        return Response(text, status, headers, "text/plain; charset=utf-8")
+
+    @staticmethod
+    def html(str text, int status=200, headers=None):
+        """A ``text/html; charset=utf-8`` response."""
+        return Response(text, status, headers, "text/html; charset=utf-8")
+
+    def __repr__(self):
+        return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+cdef class StreamingResponse:
+    """A response whose body is produced piece by piece.
+
+    ``content`` is an async iterable (or a plain iterable) of ``bytes`` or
+    ``str``.  It is sent with the chunked coding to HTTP/1.1 clients (or
+    delimited by the connection's close for HTTP/1.0), waiting for the
+    client to read when the socket's buffer is full.  It stops early, and
+    the iterator is closed, when the client goes away.
+    """
+
+    def __init__(self, content, int status=200, headers=None,
+                 str content_type="text/plain; charset=utf-8"):
+        if status < 100 or status > 599:
+            raise ValueError(f"invalid HTTP status code {status}: use 100-599")
+        self.content = content
+        self.status = status
+        self.headers = list(headers.items() if isinstance(headers, dict) else headers) if headers else None
+        self.content_type = content_type
+
+    def __repr__(self):
+        return f"<StreamingResponse {self.status}>"

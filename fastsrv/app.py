@@ -1,0 +1,226 @@
+"""The native application API: routes, path parameters and middleware."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any, Awaitable, Callable, Iterable
+
+from fastsrv._core import Route, Router
+from fastsrv.hooks import Hooks
+
+Handler = Callable[..., Any]
+Middleware = Callable[[Any, Callable[[Any], Awaitable[Any]]], Awaitable[Any]]
+
+_PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(?::(str|int|path))?\}$")
+_CONVERTERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "path": str}
+
+
+class RouteError(ValueError):
+    """A route cannot be registered: a malformed path pattern, a duplicate
+    method for one path, or a handler that is not callable."""
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+class _Node:
+    """One path segment of the matcher for parameterized routes."""
+
+    __slots__ = ("static", "param", "param_name", "param_conv", "rest_name", "route")
+
+    def __init__(self) -> None:
+        self.static: dict[str, _Node] = {}
+        self.param: _Node | None = None
+        self.param_name = ""
+        self.param_conv: Callable[[str], Any] = str
+        self.rest_name = ""
+        self.route: Route | None = None
+
+
+class _Matcher:
+    """A segment trie: static segments first, then ``{param}``, then
+    ``{rest:path}``; each request walks it once, no regex per route."""
+
+    def __init__(self) -> None:
+        self.root = _Node()
+
+    def add(self, segments: list[str], route: Route) -> None:
+        node = self.root
+        for i, seg in enumerate(segments):
+            m = _PARAM.match(seg)
+            if m is None:
+                node = node.static.setdefault(seg, _Node())
+                continue
+            name, conv = m.group(1), m.group(2) or "str"
+            if conv == "path":
+                if i != len(segments) - 1:
+                    raise RouteError(f"{{{name}:path}} must be the last segment")
+                leaf = _Node()
+                leaf.route = route
+                node.rest_name = name
+                node.static.setdefault("\0rest", leaf)
+                return
+            if node.param is None:
+                node.param = _Node()
+                node.param_name, node.param_conv = name, _CONVERTERS[conv]
+            elif node.param_name != name:
+                raise RouteError(f"conflicting parameter names {{{node.param_name}}} and {{{name}}}")
+            node = node.param
+        node.route = route
+
+    def __call__(self, path: str) -> tuple[Route, dict[str, Any]] | None:
+        segments = path.split("/")[1:]
+        params: dict[str, Any] = {}
+        route = self._walk(self.root, segments, 0, params)
+        return (route, params) if route is not None else None
+
+    def _walk(self, node: _Node, segs: list[str], i: int, params: dict[str, Any]) -> Route | None:
+        if i == len(segs):
+            return node.route
+        seg = segs[i]
+        child = node.static.get(seg)
+        if child is not None:
+            found = self._walk(child, segs, i + 1, params)
+            if found is not None:
+                return found
+        if node.param is not None and seg:
+            try:
+                value = node.param_conv(seg)
+            except ValueError:
+                value = None
+            if value is not None:
+                found = self._walk(node.param, segs, i + 1, params)
+                if found is not None:
+                    params[node.param_name] = value
+                    return found
+        if node.rest_name:
+            params[node.rest_name] = "/".join(segs[i:])
+            return node.static["\0rest"].route
+        return None
+
+
+class App:
+    """A native fastsrv application.
+
+    >>> app = App()
+    >>> @app.get("/users/{id:int}")
+    ... async def user(request):
+    ...     return {"id": request.params["id"]}
+
+    Handlers take the request and return a ``Response``, a
+    ``StreamingResponse``, ``str``, ``bytes``, a ``dict``/``list`` (sent as
+    JSON) or ``None`` (204).  Sync and async handlers both work; raise
+    ``HTTPError`` for an error status.
+    """
+
+    def __init__(self) -> None:
+        self._routes: dict[str, dict[str, Handler]] = {}
+        self._middleware: list[Middleware] = []
+        self._router: Router | None = None
+        self.hooks = Hooks()
+
+    def on_startup(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Register a startup hook (run in order before the first accept)."""
+        return self.hooks.on_startup(fn)
+
+    def on_shutdown(self, fn: Callable[[], Any] | None = None, *, group: str | None = None,
+                    timeout: float | None = None) -> Any:
+        """Register a shutdown hook; see :class:`fastsrv.hooks.Hooks`."""
+        return self.hooks.on_shutdown(fn, group=group, timeout=timeout)
+
+    # ---- routes ----
+
+    def add_route(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",)) -> None:
+        """Register ``handler`` for ``path`` and ``methods``."""
+        if not path.startswith("/"):
+            raise RouteError(f"route path {path!r} must start with '/'")
+        if not callable(handler):
+            raise RouteError(f"handler for {path!r} is not callable")
+        if self._router is not None:
+            raise RouteError("routes cannot be added once the app is serving")
+        by_method = self._routes.setdefault(path, {})
+        for method in methods:
+            method = method.upper()
+            if method in by_method:
+                raise RouteError(f"{method} {path} is already registered")
+            by_method[method] = handler
+
+    def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`add_route`."""
+        def register(fn: Handler) -> Handler:
+            self.add_route(path, fn, methods)
+            return fn
+        return register
+
+    def get(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route(path, ("GET",))
+
+    def post(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route(path, ("POST",))
+
+    def put(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route(path, ("PUT",))
+
+    def patch(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route(path, ("PATCH",))
+
+    def delete(self, path: str) -> Callable[[Handler], Handler]:
+        return self.route(path, ("DELETE",))
+
+    # ---- middleware ----
+
+    def middleware(self, fn: Middleware) -> Middleware:
+        """Register ``async def mw(request, call_next)``; ``await
+        call_next(request)`` gives the inner result.  The first registered
+        middleware is the outermost."""
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError("middleware must be an async function: async def mw(request, call_next)")
+        if self._router is not None:
+            raise RouteError("middleware cannot be added once the app is serving")
+        self._middleware.append(fn)
+        return fn
+
+    def _wrap(self, handler: Handler) -> Handler:
+        for mw in reversed(self._middleware):
+            handler = _chain(mw, handler)
+        return handler
+
+    # ---- the compiled router the core uses ----
+
+    def router(self) -> Router:
+        """The core's router for this app (built once, on first use)."""
+        if self._router is None:
+            router = Router()
+            matcher = _Matcher()
+            dynamic = False
+            for path, by_method in self._routes.items():
+                handlers = {m: self._wrap(h) for m, h in by_method.items()}
+                async_methods = [m for m, h in handlers.items() if _is_async(h)]
+                route = Route(handlers, async_methods)
+                segments = path.split("/")[1:]
+                if any(_PARAM.match(s) for s in segments):
+                    matcher.add(segments, route)
+                    dynamic = True
+                else:
+                    router.add(path, route)
+            if dynamic:
+                router.set_dynamic(matcher)
+            self._router = router
+        return self._router
+
+
+def _chain(mw: Middleware, inner: Handler) -> Handler:
+    inner_async = _is_async(inner)
+
+    async def call_next(request: Any) -> Any:
+        result = inner(request)
+        if inner_async or inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def wrapped(request: Any) -> Any:
+        return await mw(request, call_next)
+
+    return wrapped

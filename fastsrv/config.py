@@ -1,0 +1,83 @@
+"""Server configuration: one dataclass, checked when it is made."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Optional
+
+from fastsrv._parser import Limits
+from fastsrv.errors import ConfigError
+
+SIGNAL_POLICIES = ("graceful", "legacy")
+
+SignalWaiter = Callable[[], Awaitable[str]]
+
+
+@dataclass
+class Config:
+    """Everything a :class:`fastsrv.Server` needs to know.
+
+    Lifecycle settings follow Hertz: ``exit_wait_time`` bounds the wait for
+    in-flight requests (default 5 s); ``shutdown_delay`` keeps serving, with
+    readiness answering 503, before the listener closes (default 0).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    sock: Optional[socket.socket] = None
+    backlog: int = 2048
+    reuse_port: bool = False
+
+    # limits (answered with 414 / 431 / 413)
+    max_request_line: int = 8192
+    max_header_bytes: int = 65536
+    max_header_count: int = 100
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_connections: int = 0
+
+    # timeouts, seconds (0 disables)
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 5.0
+
+    # lifecycle
+    exit_wait_time: float = 5.0
+    shutdown_delay: float = 0.0
+    signal_policy: str = "graceful"
+    signal_waiter: Optional[SignalWaiter] = None
+    handle_signals: bool = True
+    hook_timeout: float = 5.0
+    hook_budget: float = 10.0
+    readiness_path: Optional[str] = None
+    liveness_path: Optional[str] = None
+
+    access_log: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0-65535, got {self.port}")
+        for name in ("header_timeout", "body_timeout", "keepalive_timeout", "exit_wait_time",
+                     "shutdown_delay", "hook_timeout", "hook_budget"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0 seconds, got {value}")
+        if self.signal_policy not in SIGNAL_POLICIES:
+            raise ConfigError(f"signal_policy must be one of {', '.join(SIGNAL_POLICIES)}, "
+                              f"got {self.signal_policy!r}")
+        for name in ("readiness_path", "liveness_path"):
+            path = getattr(self, name)
+            if path is not None and not path.startswith("/"):
+                raise ConfigError(f"{name} must start with '/', got {path!r}")
+        if self.max_connections < 0:
+            raise ConfigError("max_connections must be >= 0 (0 means no cap)")
+        try:
+            self.limits()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def limits(self) -> Limits:
+        """The parser limits of this configuration."""
+        return Limits(self.max_request_line, self.max_header_bytes,
+                      self.max_header_count, self.max_body_bytes)

@@ -1,0 +1,387 @@
+"""The server: startup, serving, and the graceful shutdown.
+
+It reads top to bottom as the lifecycle runs: ``serve`` -> ``startup`` ->
+wait for a stop -> ``drain`` (or ``stop_now``) -> release.  States:
+``starting -> running -> draining -> stopped``.
+
+Exit statuses (``serve`` returns them; the CLI exits with them):
+
+=====  ==============================================================
+0      clean: every in-flight request finished, every hook succeeded
+1      the server did not start (a startup hook failed, bind failed)
+3      the exit wait time ran out and in-flight requests were cut
+4      a shutdown hook failed, timed out or was not run
+5      immediate stop (second signal, or SIGTERM under ``legacy``)
+=====  ==============================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional
+
+from fastsrv._core import ConnectionRegistry, HttpProtocol, ProtocolConfig, Route
+from fastsrv._response import Response
+from fastsrv.config import Config
+from fastsrv.errors import ServerStateError, StartupError
+from fastsrv.hooks import HookReport, Hooks
+
+log = logging.getLogger("fastsrv.lifecycle")
+
+EXIT_OK = 0
+EXIT_STARTUP_FAILED = 1
+EXIT_DEADLINE = 3
+EXIT_HOOK_FAILED = 4
+EXIT_FORCED = 5
+
+GRACEFUL = "graceful"
+IMMEDIATE = "immediate"
+
+
+class State(str, enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+@dataclass
+class ShutdownReport:
+    """What the shutdown did, with the exit status it implies."""
+    trigger: str = ""
+    mode: str = GRACEFUL
+    idle_closed: int = 0
+    in_flight: int = 0
+    cancelled: int = 0
+    hooks: HookReport = field(default_factory=HookReport)
+    elapsed_ms: float = 0.0
+    forced: bool = False
+
+    @property
+    def exit_status(self) -> int:
+        if self.forced:
+            return EXIT_FORCED
+        if self.cancelled:
+            return EXIT_DEADLINE
+        if not self.hooks.ok:
+            return EXIT_HOOK_FAILED
+        return EXIT_OK
+
+
+def _ms(t0: float) -> float:
+    return (time.monotonic() - t0) * 1000
+
+
+class Server:
+    """One fastsrv server process.
+
+    ``await server.serve()`` runs it inside an existing loop (signal
+    handlers are restored afterwards); :func:`fastsrv.run` runs it on a new
+    uvloop.  ``await server.shutdown()`` runs the same graceful sequence as
+    SIGTERM.
+    """
+
+    def __init__(self, app: Any, config: Optional[Config] = None, **settings: Any) -> None:
+        self.app = app
+        self.config = replace(config, **settings) if config is not None else Config(**settings)
+        self.hooks = Hooks()
+        app_hooks = getattr(app, "hooks", None)
+        if isinstance(app_hooks, Hooks):
+            self.hooks.extend(app_hooks)
+        self.state = State.STARTING
+        self.report = ShutdownReport()
+        self.registry: Optional[ConnectionRegistry] = None
+        self.sockets: list[socket.socket] = []
+        self._listeners: list[asyncio.AbstractServer] = []
+        self._stop: Optional[asyncio.Future[str]] = None
+        self._force: Optional[asyncio.Future[None]] = None
+        self._stopped: Optional[asyncio.Event] = None
+        self._ready = True
+        self._prev_handlers: dict[int, Any] = {}
+        self._waiter_task: Optional[asyncio.Task[Any]] = None
+        self._exit_wait_time = self.config.exit_wait_time
+
+    # ---- public API ----
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``port=0``)."""
+        return self.sockets[0].getsockname()[1] if self.sockets else self.config.port
+
+    async def serve(self) -> int:
+        """Start, serve until told to stop, shut down; return the exit status."""
+        if self._stop is not None:
+            raise ServerStateError("serve() can only be called once per Server")
+        loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        self._force = loop.create_future()
+        self._stopped = asyncio.Event()
+        self._install_signal_handlers(loop)
+        try:
+            try:
+                await self.startup(loop)
+            except StartupError as exc:
+                log.error("%s", exc)
+                self.state = State.STOPPED
+                return EXIT_STARTUP_FAILED
+            mode = await self._stop
+            if mode == GRACEFUL:
+                await self.drain()
+            else:
+                await self.stop_now()
+            return self.report.exit_status
+        finally:
+            self._restore_signal_handlers(loop)
+            if self._waiter_task is not None:
+                self._waiter_task.cancel()
+            self.state = State.STOPPED
+            self._stopped.set()
+
+    async def shutdown(self, timeout: Optional[float] = None) -> ShutdownReport:
+        """Run the graceful shutdown (as on SIGTERM) and wait for its end.
+
+        ``timeout`` replaces ``exit_wait_time`` for this shutdown."""
+        if self._stopped is None:
+            raise ServerStateError("shutdown() needs a running serve()")
+        if timeout is not None:
+            self._exit_wait_time = timeout
+        self.request_stop(GRACEFUL, "shutdown()")
+        await self._stopped.wait()
+        return self.report
+
+    def request_stop(self, mode: str = GRACEFUL, trigger: str = "request") -> None:
+        """Ask for a stop; a second request during the drain escalates to an
+        immediate one when ``mode`` is immediate."""
+        if self._stop is None:
+            raise ServerStateError("the server is not serving")
+        if not self._stop.done():
+            self.report.trigger = trigger
+            self.report.mode = mode
+            self._stop.set_result(mode)
+        elif mode == IMMEDIATE and not self._force.done():
+            log.warning("%s during the drain: stopping immediately", trigger)
+            self.report.forced = True
+            self._force.set_result(None)
+
+    # ---- startup ----
+
+    async def startup(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run startup hooks, then bind and start accepting."""
+        t0 = time.monotonic()
+        await self.hooks.run_startup()
+        cfg = self.config
+        pconfig = ProtocolConfig(cfg.limits(), cfg.header_timeout, cfg.body_timeout,
+                                 cfg.keepalive_timeout,
+                                 access_log=logging.getLogger("fastsrv.access") if cfg.access_log else None)
+        self.registry = registry = ConnectionRegistry(pconfig, cfg.max_connections)
+        registry.start(loop)
+        router = self.app.router()
+        self._add_health_routes(router)
+        try:
+            sock = cfg.sock or self._bind()
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from exc
+        listener = await loop.create_server(lambda: HttpProtocol(registry, router), sock=sock,
+                                            backlog=cfg.backlog)
+        self._listeners.append(listener)
+        self.sockets = [sock]
+        self.state = State.RUNNING
+        log.info("serving on http://%s:%d (started in %.1f ms)", *sock.getsockname()[:2], _ms(t0))
+
+    def _bind(self) -> socket.socket:
+        cfg = self.config
+        family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if cfg.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((cfg.host, cfg.port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _add_health_routes(self, router: Any) -> None:
+        def live(request: Any) -> Response:
+            return Response("alive\n")
+
+        def ready(request: Any) -> Response:
+            if self.state is State.RUNNING and self._ready:
+                return Response("ready\n")
+            return Response(f"{self.state.value}\n", 503)
+
+        if self.config.liveness_path:
+            router.add(self.config.liveness_path, Route({"GET": live}))
+        if self.config.readiness_path:
+            router.add(self.config.readiness_path, Route({"GET": ready}))
+
+    # ---- the graceful shutdown ----
+
+    async def drain(self) -> None:
+        """Delay, stop accepting, close idle, finish in-flight, run hooks."""
+        registry = self.registry
+        report = self.report
+        t0 = time.monotonic()
+        self._ready = False
+        log.info("graceful shutdown started by %s", report.trigger)
+
+        delay = self.config.shutdown_delay
+        if delay > 0:
+            log.info("shutdown delay: serving for %.1f s more, readiness answers 503", delay)
+            await self._unless_forced(asyncio.sleep(delay), None)
+        if self._force.done():
+            return await self.stop_now()
+        self.state = State.DRAINING
+
+        step = time.monotonic()
+        self._close_listeners()
+        log.info("listeners closed in %.1f ms: new connections are refused", _ms(step))
+
+        step = time.monotonic()
+        registry.begin_drain()
+        report.in_flight = registry.active
+        report.idle_closed = registry.close_idle()
+        log.info("closed %d idle connection(s) in %.1f ms; %d request(s) in flight",
+                 report.idle_closed, _ms(step), report.in_flight)
+
+        step = time.monotonic()
+        finished = await self._unless_forced(registry.wait_idle(), self._exit_wait_time)
+        if self._force.done():
+            return await self.stop_now()
+        if not finished:
+            report.cancelled = registry.cancel_active()
+            await asyncio.sleep(0)
+            log.warning("exit wait time of %.1f s reached: cancelled %d request(s) still in flight",
+                        self._exit_wait_time, report.cancelled)
+        else:
+            log.info("in-flight requests finished in %.1f ms", _ms(step))
+
+        step = time.monotonic()
+        report.hooks = await self.hooks.run_shutdown(self.config.hook_timeout, self.config.hook_budget)
+        h = report.hooks
+        log.info("shutdown hooks: %d ran, %d failed, %d timed out, %d skipped in %.1f ms",
+                 h.ran, h.failed, h.timed_out, h.skipped, _ms(step))
+        await self._release()
+        report.elapsed_ms = _ms(t0)
+        log.info("stopped in %.1f ms, exit status %d", report.elapsed_ms, report.exit_status)
+
+    async def stop_now(self) -> None:
+        """The immediate stop: close everything, run no hooks."""
+        t0 = time.monotonic()
+        self.report.forced = True
+        self._ready = False
+        self.state = State.DRAINING
+        self._close_listeners()
+        if self.registry is not None:
+            self.report.cancelled = self.registry.active
+            self.registry.begin_drain()
+            self.registry.close_all()
+        await asyncio.sleep(0)
+        await self._release()
+        self.report.elapsed_ms = _ms(t0)
+        log.warning("stopped immediately (%s): %d request(s) cut, %d shutdown hook(s) not run",
+                    self.report.trigger, self.report.cancelled, len(self.hooks.shutdown))
+
+    async def _unless_forced(self, aw: Any, timeout: Optional[float]) -> bool:
+        """Await ``aw`` unless the stop is forced or ``timeout`` passes first;
+        True when ``aw`` finished."""
+        task = asyncio.ensure_future(aw)
+        done, _ = await asyncio.wait({task, self._force}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if task not in done:
+            task.cancel()
+            return False
+        return True
+
+    def _close_listeners(self) -> None:
+        for listener in self._listeners:
+            listener.close()
+
+    async def _release(self) -> None:
+        if self.registry is not None:
+            self.registry.stop()
+        for listener in self._listeners:
+            try:
+                await asyncio.wait_for(listener.wait_closed(), 1.0)
+            except asyncio.TimeoutError:
+                log.warning("listener did not close within 1 s")
+        self._listeners.clear()
+        self.state = State.STOPPED
+
+    # ---- signals ----
+
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.config.signal_waiter is not None:
+            self._waiter_task = loop.create_task(self._run_signal_waiter())
+            return
+        if not self.config.handle_signals:
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            prev = signal.getsignal(sig)
+            if sig == signal.SIGHUP and prev == signal.SIG_IGN:
+                log.info("SIGHUP is ignored (nohup): leaving it alone")
+                continue
+            self._prev_handlers[sig] = prev
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _restore_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig, prev in self._prev_handlers.items():
+            loop.remove_signal_handler(sig)
+            if prev is not None:
+                signal.signal(sig, prev)
+        self._prev_handlers.clear()
+
+    def _on_signal(self, sig: int) -> None:
+        """Runs on the loop (not in the C signal handler): decide and record."""
+        name = signal.Signals(sig).name
+        draining = self._stop is not None and self._stop.done()
+        if draining:
+            if sig in (signal.SIGTERM, signal.SIGINT):
+                self.request_stop(IMMEDIATE, f"second {name}")
+            else:
+                log.info("%s during the drain: ignored", name)
+            return
+        if self.config.signal_policy == "legacy" and sig == signal.SIGTERM:
+            self.request_stop(IMMEDIATE, name)
+        else:
+            self.request_stop(GRACEFUL, name)
+
+    async def _run_signal_waiter(self) -> None:
+        try:
+            mode = await self.config.signal_waiter()
+        except Exception:
+            log.exception("the custom signal waiter failed: stopping immediately")
+            mode = IMMEDIATE
+        if mode not in (GRACEFUL, IMMEDIATE):
+            log.error("the custom signal waiter returned %r (expected %r or %r): stopping immediately",
+                      mode, GRACEFUL, IMMEDIATE)
+            mode = IMMEDIATE
+        self.request_stop(mode, "custom signal waiter")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    import uvloop
+    return uvloop.new_event_loop()
+
+
+def run(app: Any, config: Optional[Config] = None, **settings: Any) -> int:
+    """Run ``app`` on a new uvloop until it is stopped; return the exit status."""
+    server = Server(app, config, **settings)
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(server.serve())
+    loop = new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(server.serve())
+    finally:
+        loop.close()
