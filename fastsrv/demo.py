@@ -56,6 +56,17 @@ async def sleep(request):
     return f"slept {ms} ms\n"
 
 
+async def _pause_unless_shutdown(request, seconds):
+    """Sleep ``seconds``; False (at once) if the server begins shutting down."""
+    if request.shutting_down:
+        return False
+    try:
+        await asyncio.wait_for(request.wait_shutdown(), seconds)
+    except asyncio.TimeoutError:
+        return True
+    return False
+
+
 @app.get("/stream")
 async def stream(request):
     chunks = _int_param(request, "chunks", 10, 1_000_000)
@@ -63,10 +74,9 @@ async def stream(request):
 
     async def body():
         for i in range(chunks):
-            if i:
-                if request.shutting_down:
-                    return
-                await asyncio.sleep(ms / 1000)
+            if i and not await _pause_unless_shutdown(request, ms / 1000):
+                yield "server shutting down\n"
+                return
             yield f"chunk {i}\n"
 
     return StreamingResponse(body())
