@@ -1,0 +1,28 @@
+"""Typed surface of the request parser (``fastsrv/_parser.pyx``)."""
+
+from typing import Any, Optional
+
+class ParseError(Exception):
+    status: int
+    reason: str
+    def __init__(self, status: int, reason: str) -> None: ...
+
+class Limits:
+    max_request_line: int
+    max_header_bytes: int
+    max_header_count: int
+    max_body_bytes: int
+    def __init__(self, max_request_line: int = ..., max_header_bytes: int = ...,
+                 max_header_count: int = ..., max_body_bytes: int = ...) -> None: ...
+
+class RequestParser:
+    error_status: int
+    error_reason: Optional[str]
+    expect_continue: bool
+    upgrade: bool
+    keep_alive: bool
+    body_kind: int
+    content_length: int
+    trailers: Optional[list[tuple[bytes, bytes]]]
+    def __init__(self, limits: Optional[Limits] = ...) -> None: ...
+    def feed(self, data: bytes) -> list[dict[str, Any]]: ...
