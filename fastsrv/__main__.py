@@ -1,5 +1,3 @@
-import sys
+from fastsrv.cli import console_main
 
-from fastsrv.cli import main
-
-sys.exit(main())
+console_main()

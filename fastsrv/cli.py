@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import logging
 import os
@@ -88,5 +89,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return run_server(app, config)
 
 
+def exit_now(status: int) -> None:
+    """Exit without the interpreter's teardown of every module and object.
+
+    That teardown takes 30-120 ms after the last response has gone out, and a
+    stopping pod should be gone as soon as its work is done.  Output is
+    flushed and ``atexit`` callbacks still run first.
+    """
+    logging.shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
+def console_main() -> None:
+    """The ``fastsrv`` console script."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()
