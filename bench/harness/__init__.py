@@ -1,0 +1,1 @@
+"""Building blocks of the fastsrv benchmark driver (``bench/run.py``)."""

@@ -1,0 +1,140 @@
+"""The servers under test, as a data table.
+
+Adding a server is one ``Target`` entry in ``TARGETS``: an argv template whose
+``{placeholders}`` are filled from a ``LaunchContext`` (plus the paths of the
+``tools`` it needs), the Python packages whose versions go in the report, and
+optionally a ``prepare`` hook that writes config files into the work dir.
+"""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+HOST = "127.0.0.1"
+BENCH_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = BENCH_DIR.parent
+TOOL_SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """Everything a target's argv template and prepare hook may refer to."""
+
+    python: str  # interpreter for Python servers
+    port: int
+    workdir: Path  # private temporary directory of this server start
+    nofile: int  # RLIMIT_NOFILE the server runs with
+
+    def placeholders(self, tools: dict[str, str]) -> dict[str, str]:
+        return {
+            "python": self.python,
+            "port": str(self.port),
+            "host": HOST,
+            "workdir": str(self.workdir),
+            "nofile": str(self.nofile),
+            "bench": str(BENCH_DIR),
+            "repo": str(REPO_DIR),
+            **tools,
+        }
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server under test."""
+
+    name: str
+    argv: tuple[str, ...]
+    description: str
+    python_packages: tuple[str, ...] = ()  # required; versions reported (looked up with the target python)
+    tools: tuple[str, ...] = ()  # executables needed, available as {tool} in argv
+    version_argv: tuple[str, ...] = ()  # command printing the version of a non-Python server
+    prepare: Callable[[LaunchContext], None] | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    def tool_paths(self) -> dict[str, str]:
+        """Absolute paths of the tools; KeyError-free: a missing tool maps to its bare name."""
+        return {tool: find_tool(tool) or tool for tool in self.tools}
+
+    def command(self, ctx: LaunchContext) -> list[str]:
+        """The server's own argv for this launch (without CPU pinning / limits)."""
+        values = ctx.placeholders(self.tool_paths())
+        return [part.format(**values) for part in self.argv]
+
+
+def find_tool(name: str) -> str | None:
+    """Locate an executable, looking in the sbin directories too (nginx lives there)."""
+    return shutil.which(name) or shutil.which(name, path=TOOL_SEARCH_PATH)
+
+
+def write_nginx_conf(ctx: LaunchContext) -> None:
+    """Render peers/nginx.conf.tmpl into the launch's work dir."""
+    template = Template((BENCH_DIR / "peers" / "nginx.conf.tmpl").read_text())
+    conf = template.substitute(
+        port=ctx.port,
+        workdir=ctx.workdir,
+        nofile=ctx.nofile,
+        worker_connections=max(1024, ctx.nofile - 64),
+    )
+    (ctx.workdir / "nginx.conf").write_text(conf)
+
+
+ASGI_APP = "bench.peers.asgi_hello:app"
+
+TARGETS: dict[str, Target] = {
+    target.name: target
+    for target in (
+        Target(
+            name="fastsrv",
+            description="fastsrv, its demo app (`fastsrv.demo:app`)",
+            argv=("{python}", "-m", "fastsrv", "run", "fastsrv.demo:app",
+                  "--host", "{host}", "--port", "{port}", "--log-level", "warning",
+                  # 5 s by default: would close the memory scenario's idle connections.
+                  "--keepalive-timeout", "600"),
+            python_packages=("fastsrv", "uvloop"),
+            notes=("`--keepalive-timeout 600` only so idle connections survive the memory scenario",),
+        ),
+        Target(
+            name="floor",
+            description="bare uvloop Protocol + httptools parser, prebuilt response (bench/peers/floor.py)",
+            argv=("{python}", "{bench}/peers/floor.py", "--host", "{host}", "--port", "{port}"),
+            python_packages=("uvloop", "httptools"),
+        ),
+        Target(
+            name="uvicorn",
+            description="uvicorn (uvloop + httptools), raw ASGI app (bench/peers/asgi_hello.py)",
+            argv=("{python}", "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools",
+                  "--no-access-log", "--log-level", "warning",
+                  # uvicorn closes idle keep-alive connections after 5 s by default,
+                  # which would empty the memory scenario; throughput runs never idle.
+                  "--timeout-keep-alive", "600",
+                  "--host", "{host}", "--port", "{port}", "--app-dir", "{repo}", ASGI_APP),
+            python_packages=("uvicorn", "uvloop", "httptools"),
+            notes=("`--timeout-keep-alive 600` only so idle connections survive the memory scenario",),
+        ),
+        Target(
+            name="nginx",
+            description="nginx, 1 worker, `return 200` from the config (bench/peers/nginx.conf.tmpl)",
+            argv=("{nginx}", "-p", "{workdir}", "-e", "{workdir}/error.log", "-c", "{workdir}/nginx.conf"),
+            tools=("nginx",),
+            version_argv=("{nginx}", "-v"),
+            prepare=write_nginx_conf,
+        ),
+        Target(
+            name="granian",
+            description="granian (Rust HTTP, ASGI interface, uvloop), raw ASGI app (bench/peers/asgi_hello.py)",
+            argv=("{python}", "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
+                  "--workers", "1", "--runtime-threads", "1", "--no-ws", "--log-level", "warning",
+                  # granian stops accepting beyond --backpressure (default 1024) open connections.
+                  "--backpressure", "{nofile}",
+                  "--host", "{host}", "--port", "{port}", "--working-dir", "{repo}", ASGI_APP),
+            python_packages=("granian",),
+            notes=("`--backpressure` raised so it accepts the memory scenario's 10,000 connections",),
+        ),
+    )
+}
+
+DEFAULT_SERVERS = ("fastsrv", "floor", "uvicorn", "nginx")
+FLOOR = "floor"
