@@ -43,6 +43,7 @@ cdef extern from "Python.h":
 logger = logging.getLogger("fastsrv.error")
 
 cdef object CoroutineType = types.CoroutineType
+cdef object _Future = asyncio.Future
 cdef bytes CT_TEXT = content_type_line("text/plain; charset=utf-8")
 cdef bytes CT_OCTET = content_type_line("application/octet-stream")
 cdef bytes CT_JSON = content_type_line("application/json")
@@ -152,7 +153,7 @@ cdef class Router:
             if match is None:
                 status[0] = 404
                 return None
-            route_obj, req.params = match
+            route_obj, req._params = match
         route = <Route>route_obj
         handler = route.handlers.get(req.method)
         if handler is None:
@@ -349,6 +350,7 @@ cdef class HttpProtocol(ConnectionBase):
     cdef bint response_started
     cdef bint keep_alive
     cdef bint head_request
+    cdef bint eof
     cdef int body_error_status
     cdef int stream_status
     cdef Request cur
@@ -398,12 +400,19 @@ cdef class HttpProtocol(ConnectionBase):
         self.disconnected = True
         self.deadline_kind = DL_NONE
         self.registry.removed(self)
-        if self.disconnect_waiter is not None and not self.disconnect_waiter.done():
-            self.disconnect_waiter.set_result(None)
+        self._wake_disconnect()
         if self.cur_stream is not None and self.reading_body:
             self.cur_stream.fail(ClientDisconnected("the client closed the connection mid-body"))
         self._wake_drain()
+        if self.response_started and self.task is not None and not self.task.done():
+            # a streaming response: stop its generator now, not at its next chunk
+            self.task.cancel()
         self.buf = None
+
+    cdef void _wake_disconnect(self):
+        cdef object w = self.disconnect_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     def data_received(self, bytes data):
         cdef Py_ssize_t consumed, n
@@ -425,8 +434,18 @@ cdef class HttpProtocol(ConnectionBase):
         self.after_io()
 
     def eof_received(self):
-        if self.busy:
-            return True     # half-closed client: still answer what it sent
+        # The client will send nothing more.  A body cut short can never be
+        # completed: treat that as a disconnect.  Otherwise still answer what
+        # was sent (a half-closed client), but let the handler see that the
+        # client went away, and close once the last response is written.
+        self.eof = True
+        if self.reading_body:
+            return False
+        if self.busy or (self.paused_writing and self.buf is not None and
+                         PyByteArray_GET_SIZE(self.buf) > 0):
+            self.disconnected = True
+            self._wake_disconnect()
+            return True
         return False
 
     def pause_writing(self):
@@ -470,9 +489,12 @@ cdef class HttpProtocol(ConnectionBase):
                     break
                 if not self.active:
                     self.registry.became_active(self)
-                self.set_deadline(DL_HEADER, self.config.header_timeout)
             rc = parser.scan_head(p + pos, n - pos)
             if rc == PARSE_NEED_MORE:
+                # the head timeout runs from its first partial read (a head
+                # that arrives whole needs no clock)
+                if self.deadline_kind != DL_HEADER:
+                    self.set_deadline(DL_HEADER, self.config.header_timeout)
                 break
             if rc == PARSE_DONE:
                 rc = parser.parse_head(p + pos, scratch_spans())
@@ -486,6 +508,10 @@ cdef class HttpProtocol(ConnectionBase):
                 req = Request.new(<bytes>owner, pos, parser, self)
             pos += parser.head_len
             pos = self.start_request(req, p, pos, n)
+            if shared_buffer().length >= self.config.pipeline_high_water:
+                # many pipelined responses: hand them to the transport now so
+                # that a client that does not read pauses us (pause_writing)
+                self.flush()
         return pos
 
     cdef Py_ssize_t start_request(self, Request req, const char* p, Py_ssize_t pos,
@@ -552,9 +578,13 @@ cdef class HttpProtocol(ConnectionBase):
         self.keep_alive = False
         self.body_error_status = status
         self.cur_stream.fail(BodyError(f"{status}: {reason}"))
-        if self.pending_handler is not None or not self.busy:
+        if self.pending_handler is not None:
             self.pending_handler = None
             self.reject(status, reason)
+        elif not self.busy:
+            # the response was already written: a second one would answer
+            # a request the client never sent
+            self.close()
         return 0
 
     cdef int invoke(self, object handler, Request req) except -1:
@@ -575,10 +605,9 @@ cdef class HttpProtocol(ConnectionBase):
                     self.task = self.loop.create_task(_resume(result, yielded))
                     self.task.add_done_callback(self._handler_done)
                     return 0
+            self.send_result(result)
         except Exception as exc:
             self.handler_failed(exc)
-            return 0
-        self.send_result(result)
         return 0
 
     def _handler_done(self, task):
@@ -622,21 +651,48 @@ cdef class HttpProtocol(ConnectionBase):
         if isinstance(result, Response):
             r = <Response>result
             return self.send_response(r.status, content_type_line(r.content_type), r.headers, r.body)
+        if isinstance(result, _Future):
+            # a handler that asked to run in a Task (eager=False)
+            self.task = result
+            self.task.add_done_callback(self._handler_done)
+            return 0
         raise TypeError(f"a handler returned {type(result).__name__}: return a Response, "
                         "StreamingResponse, str, bytes, dict, list or None")
+
+    cdef bint keep_after_response(self):
+        """Whether the connection stays open after the response being written."""
+        if not self.keep_alive or self.registry.draining:
+            return False
+        if self.reading_body and self.cur_stream is not None and self.cur_stream.continue_pending:
+            # the client waits for 100 Continue that will never come: its
+            # body cannot be told apart from its next request
+            return False
+        return True
+
+    cdef int write_text(self, WriteBuffer out, int status, str text, bint keep) except -1:
+        cdef bytes body = text.encode("utf-8")
+        cdef bint close_requested = False
+        write_head(out, status, CT_TEXT, None, len(body), keep,
+                   self.cur is not None and self.cur.version == 10, &close_requested)
+        if not self.head_request:
+            out.append_bytes(body)
+        return 0
 
     cdef int send_response(self, int status, bytes ctype, list headers, bytes body) except -1:
         cdef WriteBuffer out = shared_buffer()
         cdef Py_ssize_t mark = out.length
         cdef bint close_requested = False
-        cdef bint keep = self.keep_alive and not self.registry.draining
+        cdef bint keep = self.keep_after_response()
         try:
+            if status < 200:
+                raise ValueError(f"status {status} cannot be a final response (use 200-599)")
             write_head(out, status, ctype, headers, PyBytes_GET_SIZE(body), keep,
                        self.cur.version == 10, &close_requested)
         except ValueError as exc:
             out.length = mark
+            close_requested = False
             logger.error("bad response from handler for %s %s: %s", self.cur.method, self.cur.path, exc)
-            write_simple(out, 500, "Internal Server Error\n", keep)
+            self.write_text(out, 500, "Internal Server Error\n", keep)
             status = 500
         else:
             if not self.head_request and body_allowed(status):
@@ -649,14 +705,15 @@ cdef class HttpProtocol(ConnectionBase):
     cdef int respond_error(self, int status, str allow) except -1:
         cdef WriteBuffer out = shared_buffer()
         cdef bint close_requested = False
-        cdef bint keep = self.keep_alive and not self.registry.draining
+        cdef bint keep = self.keep_after_response()
+        cdef bint http10 = self.cur.version == 10
         cdef bytes body
         if status == 405:
             body = b"Method Not Allowed\n"
-            write_head(out, 405, CT_TEXT, [("allow", allow)], len(body), keep, False, &close_requested)
+            write_head(out, 405, CT_TEXT, [("allow", allow)], len(body), keep, http10, &close_requested)
         else:
             body = b"Not Found\n"
-            write_head(out, status, CT_TEXT, None, len(body), keep, False, &close_requested)
+            write_head(out, status, CT_TEXT, None, len(body), keep, http10, &close_requested)
         if not self.head_request:
             out.append_bytes(body)
         if not keep:
@@ -675,24 +732,28 @@ cdef class HttpProtocol(ConnectionBase):
                              exc_info=exc)
             self.cut()
             return 0
-        keep = self.keep_alive and not self.registry.draining
-        if isinstance(exc, HTTPError):
+        keep = self.keep_after_response()
+        http10 = self.cur.version == 10
+        if isinstance(exc, HTTPError) and isinstance(exc.status, int) and 200 <= exc.status <= 599:
             status = exc.status
             body = ((exc.detail or "") + "\n").encode() if exc.detail else b""
             try:
-                write_head(out, status, CT_TEXT, exc.headers, len(body), keep, False, &close_requested)
-            except ValueError:
-                write_head(out, status, CT_TEXT, None, len(body), keep, False, &close_requested)
+                write_head(out, status, CT_TEXT, exc.headers, len(body), keep, http10, &close_requested)
+            except ValueError as bad:
+                logger.error("HTTPError(%d) from handler for %s %s has bad headers: %s",
+                             status, self.cur.method, self.cur.path, bad)
+                close_requested = False
+                write_head(out, status, CT_TEXT, None, len(body), keep, http10, &close_requested)
             if not self.head_request and body_allowed(status):
                 out.append_bytes(body)
         elif isinstance(exc, BodyError):
             status = self.body_error_status or 400
             keep = False
-            write_simple(out, status, "Bad Request: unreadable body\n", False)
+            self.write_text(out, status, f"the request body could not be read ({exc})\n", False)
         else:
             status = 500
             logger.error("handler for %s %s raised", self.cur.method, self.cur.path, exc_info=exc)
-            write_simple(out, 500, "Internal Server Error\n", keep)
+            self.write_text(out, 500, "Internal Server Error\n", keep)
         if not keep or close_requested:
             self.keep_alive = False
         self.response_done(status)
@@ -714,6 +775,7 @@ cdef class HttpProtocol(ConnectionBase):
             else:
                 self.cur_stream.discard = True
                 self.cur_stream.chunks.clear()
+                self.cur_stream.buffered = 0
         else:
             self.cur_stream = None
         if not self.keep_alive:
@@ -735,11 +797,26 @@ cdef class HttpProtocol(ConnectionBase):
         cdef bint close_requested = False
         cdef bint http10 = self.cur.version == 10
         cdef bint chunked = not http10
-        cdef bint keep = self.keep_alive and not self.registry.draining and chunked
+        cdef bint keep = self.keep_after_response() and chunked
         cdef bint send_body = not self.head_request and body_allowed(resp.status)
+        cdef Py_ssize_t mark = out.length
         self.stream_status = resp.status
-        write_head(out, resp.status, content_type_line(resp.content_type), resp.headers,
-                   -1 if (chunked and send_body) else -2, keep, http10, &close_requested)
+        try:
+            if resp.status < 200:
+                raise ValueError(f"status {resp.status} cannot be a final response (use 200-599)")
+            write_head(out, resp.status, content_type_line(resp.content_type), resp.headers,
+                       -1 if (chunked and send_body) else -2, keep, http10, &close_requested)
+        except ValueError as exc:
+            out.length = mark
+            logger.error("bad streaming response from handler for %s %s: %s",
+                         self.cur.method, self.cur.path, exc)
+            keep = self.keep_after_response()
+            self.write_text(out, 500, "Internal Server Error\n", keep)
+            self.stream_status = 500
+            if not keep:
+                self.keep_alive = False
+            self.flush()
+            return
         if close_requested or not keep:
             self.keep_alive = False
         self.flush()
@@ -838,14 +915,26 @@ cdef class HttpProtocol(ConnectionBase):
                 self.close()
                 return 0
             self.set_deadline(DL_IDLE, self.config.keepalive_timeout)
+        if self.eof and not self.busy and not self.reading_body and not (
+                self.paused_writing and self.buf is not None and PyByteArray_GET_SIZE(self.buf)):
+            # the client half-closed and everything it sent is answered
+            self.close()
+            return 0
         self.update_reading()
         return 0
 
     cdef int update_reading(self) except -1:
         cdef bint pause = self.paused_writing
-        if not pause and self.cur_stream is not None and self.reading_body:
+        if self.eof:
+            return 0    # reading stopped for good at EOF
+        if (not pause and self.cur_stream is not None and self.reading_body
+                and self.pending_handler is None):
+            # an async handler reads the body: wait for it to catch up.  A sync
+            # handler (pending) needs the whole body first, so keep reading.
             pause = self.cur_stream.buffered > self.config.body_high_water
-        if not pause and self.buf is not None:
+        if not pause and self.busy and self.buf is not None:
+            # pipelined requests wait behind a running handler.  (An incomplete
+            # head is bounded by max_header_bytes and must be read to the end.)
             pause = PyByteArray_GET_SIZE(self.buf) > self.config.pipeline_high_water
         if pause != self.paused_reading and not self.closing:
             self.paused_reading = pause
@@ -853,6 +942,9 @@ cdef class HttpProtocol(ConnectionBase):
                 self.transport.pause_reading()
             else:
                 self.transport.resume_reading()
+                if self.deadline_kind == DL_BODY:
+                    # the silence was ours: the client gets a full body timeout again
+                    self.deadline = _now() + self.config.body_timeout
         return 0
 
     cdef inline void set_deadline(self, int kind, double seconds):
@@ -869,6 +961,10 @@ cdef class HttpProtocol(ConnectionBase):
 
     cdef int send_continue(self) except -1:
         if not self.closing and not self.response_started:
+            # responses to earlier pipelined requests may still be in the
+            # shared buffer: they go first, or the client takes this 100 for
+            # one of theirs
+            self.flush()
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return 0
 
@@ -888,13 +984,20 @@ cdef class HttpProtocol(ConnectionBase):
             self.close()
         elif kind == DL_HEADER:
             self.reject(408, "Request Timeout: the request head took too long")
+        elif kind == DL_BODY and self.paused_reading:
+            # we stopped reading (a slow handler, a client not reading our
+            # output): the body is late by our doing, not the client's
+            self.set_deadline(DL_BODY, self.config.body_timeout)
         elif kind == DL_BODY:
             self.body_error_status = 408
             self.keep_alive = False
+            self.reading_body = False
             self.cur_stream.fail(BodyError("408: the request body took too long"))
-            if self.pending_handler is not None or not self.busy:
+            if self.pending_handler is not None:
                 self.pending_handler = None
                 self.reject(408, "Request Timeout: the request body took too long")
+            elif not self.busy:
+                self.close()
 
     def close(self):
         """Close once pending writes are flushed."""

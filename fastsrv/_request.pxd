@@ -47,11 +47,13 @@ cdef class Request:
     cdef Py_ssize_t _target_start
     cdef Py_ssize_t _target_len
     cdef Py_ssize_t _query_start
+    cdef Py_ssize_t _path_start
     cdef HeaderSpan* _spans
+    cdef HeaderSpan _inline_spans[8]
     cdef Py_ssize_t _nspans
     cdef object _headers
     cdef object _query
-    cdef public dict params
+    cdef dict _params
     cdef readonly int version
     cdef public bint keep_alive
     cdef readonly bint expect_continue

@@ -13,6 +13,7 @@ from libc.string cimport memchr, memcmp, memcpy
 
 from fastsrv._parser cimport HeaderSpan, RequestParser, scratch_spans
 
+import asyncio
 import json as _json
 from urllib.parse import parse_qsl, unquote
 
@@ -117,6 +118,8 @@ cdef class BodyStream:
                 w.set_result(None)
 
     cdef int feed(self, bytes data) except -1:
+        # the client sends its body without waiting: no 100 Continue is due
+        self.continue_pending = False
         if self.discard:
             return 0
         self.chunks.append(data)
@@ -231,9 +234,9 @@ cdef class Request:
         raise TypeError("Request objects are made by the server")
 
     def __dealloc__(self):
-        if self._spans != NULL:
+        if self._spans != NULL and self._spans != self._inline_spans:
             PyMem_Free(self._spans)
-            self._spans = NULL
+        self._spans = NULL
 
     @staticmethod
     cdef Request new(bytes raw, Py_ssize_t base, RequestParser parser, ConnectionBase conn):
@@ -254,12 +257,15 @@ cdef class Request:
         r._target_len = parser.target_len
         r._body = None
         r._stream = None
-        r.params = None
+        r._params = None
         r._headers = None
         r._query = None
         r._state = None
         if n:
-            r._spans = <HeaderSpan*>PyMem_Malloc(n * sizeof(HeaderSpan))
+            if n <= 8:
+                r._spans = r._inline_spans
+            else:
+                r._spans = <HeaderSpan*>PyMem_Malloc(n * sizeof(HeaderSpan))
             if r._spans == NULL:
                 raise MemoryError()
             memcpy(r._spans, scratch_spans(), n * sizeof(HeaderSpan))
@@ -274,6 +280,7 @@ cdef class Request:
             pstart = (<const char*>memchr(t, 58, plen) - t) + 3
             while pstart < plen and t[pstart] != 47:
                 pstart += 1
+        r._path_start = pstart
         if pstart >= plen:
             r.path = "/"
         else:
@@ -288,8 +295,20 @@ cdef class Request:
 
     cdef BodyStream open_stream(self):
         self._stream = BodyStream(self._conn)
-        self._stream.continue_pending = self.expect_continue
+        # an HTTP/1.0 client's expectation is ignored (RFC 9110 10.1.1)
+        self._stream.continue_pending = self.expect_continue and self.version == 11
         return self._stream
+
+    @property
+    def params(self):
+        """Path parameters of the matched route (``{}`` for a static path)."""
+        if self._params is None:
+            self._params = {}
+        return self._params
+
+    @params.setter
+    def params(self, dict value):
+        self._params = value
 
     @property
     def http_version(self):
@@ -304,9 +323,12 @@ cdef class Request:
 
     @property
     def raw_path(self):
-        """The path as sent, before percent-decoding (bytes)."""
+        """The path as sent, before percent-decoding (bytes); for an
+        absolute-form target, its path part (``b"/"`` when it has none)."""
         cdef Py_ssize_t s = self._base + self._target_start
-        return self._raw[s:s + self._query_start]
+        if self._path_start >= self._query_start:
+            return b"/"
+        return self._raw[s + self._path_start:s + self._query_start]
 
     @property
     def query_string(self):
@@ -381,9 +403,12 @@ cdef class Request:
         """Return when the client closes the connection."""
         if self._conn.disconnected:
             return
-        if self._conn.disconnect_waiter is None:
-            self._conn.disconnect_waiter = self._conn.loop.create_future()
-        await self._conn.disconnect_waiter
+        w = self._conn.disconnect_waiter
+        if w is None or w.cancelled():
+            w = self._conn.disconnect_waiter = self._conn.loop.create_future()
+        # shielded: one waiter given up (a timeout) must not cancel the
+        # future every other waiter of this connection shares
+        await asyncio.shield(w)
 
     @property
     def shutting_down(self):

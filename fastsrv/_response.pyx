@@ -225,7 +225,13 @@ cdef int write_head(WriteBuffer out, int status, bytes ctype_line, list headers,
             bvalue = _header_value(value)
             lname = bname.lower()
             if lname == b"content-length":
-                if content_length >= 0 and bvalue.strip() != str(content_length).encode():
+                if status == 304:
+                    # the length of the representation a 200 would carry
+                    extra.append(bname)
+                    extra.append(bvalue)
+                    continue
+                if content_length >= 0 and body_allowed(status) and \
+                        bvalue.strip() != str(content_length).encode():
                     raise ContentLengthMismatch(
                         f"Content-Length header {bvalue!r} does not match the {content_length}-byte body")
                 continue
@@ -249,7 +255,8 @@ cdef int write_head(WriteBuffer out, int status, bytes ctype_line, list headers,
             out.append_bytes(<bytes>extra[i + 1])
             out.append(b"\r\n", 2)
     if content_length >= 0:
-        if status >= 200 and status != 204:
+        # never for 1xx/204 (RFC 9110 8.6); for 304 only the application's own
+        if body_allowed(status):
             out.append(b"content-length: ", 16)
             out.append_int(content_length)
             out.append(b"\r\n", 2)

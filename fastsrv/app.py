@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from typing import Any, Awaitable, Callable, Iterable
@@ -13,7 +14,18 @@ Handler = Callable[..., Any]
 Middleware = Callable[[Any, Callable[[Any], Awaitable[Any]]], Awaitable[Any]]
 
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(?::(str|int|path))?\}$")
-_CONVERTERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "path": str}
+_INT = re.compile(r"-?[0-9]+")
+
+
+def _to_int(segment: str) -> int:
+    # ASCII digits only: int() would also take "1_000", "+5", " 5" and
+    # non-ASCII digits, none of which is an integer path segment
+    if _INT.fullmatch(segment) is None:
+        raise ValueError(segment)
+    return int(segment)
+
+
+_CONVERTERS: dict[str, Callable[[str], Any]] = {"str": str, "int": _to_int, "path": str}
 
 
 class RouteError(ValueError):
@@ -22,13 +34,32 @@ class RouteError(ValueError):
 
 
 def _is_async(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    return (isinstance(fn, _InTask) or inspect.iscoroutinefunction(fn)
+            or inspect.iscoroutinefunction(getattr(fn, "__call__", None)))
+
+
+class _InTask:
+    """Runs an async handler in an asyncio Task from its first line.
+
+    By default an async handler starts without a Task and gets one only if
+    it suspends; code that needs a Task before its first ``await`` —
+    ``asyncio.timeout()``, ``TaskGroup``, ``asyncio.current_task()`` — asks
+    for this with ``eager=False``.
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Handler) -> None:
+        self.fn = fn
+
+    def __call__(self, request: Any) -> "asyncio.Future[Any]":
+        return asyncio.ensure_future(self.fn(request))
 
 
 class _Node:
     """One path segment of the matcher for parameterized routes."""
 
-    __slots__ = ("static", "param", "param_name", "param_conv", "rest_name", "route")
+    __slots__ = ("static", "param", "param_name", "param_conv", "rest_name", "rest_route", "route")
 
     def __init__(self) -> None:
         self.static: dict[str, _Node] = {}
@@ -36,6 +67,7 @@ class _Node:
         self.param_name = ""
         self.param_conv: Callable[[str], Any] = str
         self.rest_name = ""
+        self.rest_route: Route | None = None
         self.route: Route | None = None
 
 
@@ -57,16 +89,18 @@ class _Matcher:
             if conv == "path":
                 if i != len(segments) - 1:
                     raise RouteError(f"{{{name}:path}} must be the last segment")
-                leaf = _Node()
-                leaf.route = route
+                if node.rest_route is not None:
+                    raise RouteError(f"a {{...:path}} route is already registered here ({{{node.rest_name}:path}})")
                 node.rest_name = name
-                node.static.setdefault("\0rest", leaf)
+                node.rest_route = route
                 return
             if node.param is None:
                 node.param = _Node()
                 node.param_name, node.param_conv = name, _CONVERTERS[conv]
             elif node.param_name != name:
                 raise RouteError(f"conflicting parameter names {{{node.param_name}}} and {{{name}}}")
+            elif node.param_conv is not _CONVERTERS[conv]:
+                raise RouteError(f"conflicting converters for {{{name}}}")
             node = node.param
         node.route = route
 
@@ -95,9 +129,9 @@ class _Matcher:
                 if found is not None:
                     params[node.param_name] = value
                     return found
-        if node.rest_name:
+        if node.rest_route is not None:
             params[node.rest_name] = "/".join(segs[i:])
-            return node.static["\0rest"].route
+            return node.rest_route
         return None
 
 
@@ -132,14 +166,22 @@ class App:
 
     # ---- routes ----
 
-    def add_route(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",)) -> None:
-        """Register ``handler`` for ``path`` and ``methods``."""
+    def add_route(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",),
+                  eager: bool = True) -> None:
+        """Register ``handler`` for ``path`` and ``methods``.
+
+        ``eager=False`` runs an async handler inside an asyncio Task from its
+        first line (see :class:`_InTask`); the default runs it in place until
+        it first suspends, which costs no Task for handlers that never do.
+        """
         if not path.startswith("/"):
             raise RouteError(f"route path {path!r} must start with '/'")
         if not callable(handler):
             raise RouteError(f"handler for {path!r} is not callable")
         if self._router is not None:
             raise RouteError("routes cannot be added once the app is serving")
+        if not eager and inspect.iscoroutinefunction(handler):
+            handler = _InTask(handler)
         by_method = self._routes.setdefault(path, {})
         for method in methods:
             method = method.upper()
@@ -147,27 +189,28 @@ class App:
                 raise RouteError(f"{method} {path} is already registered")
             by_method[method] = handler
 
-    def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[Handler], Handler]:
+    def route(self, path: str, methods: Iterable[str] = ("GET",),
+              eager: bool = True) -> Callable[[Handler], Handler]:
         """Decorator form of :meth:`add_route`."""
         def register(fn: Handler) -> Handler:
-            self.add_route(path, fn, methods)
+            self.add_route(path, fn, methods, eager)
             return fn
         return register
 
-    def get(self, path: str) -> Callable[[Handler], Handler]:
-        return self.route(path, ("GET",))
+    def get(self, path: str, eager: bool = True) -> Callable[[Handler], Handler]:
+        return self.route(path, ("GET",), eager)
 
-    def post(self, path: str) -> Callable[[Handler], Handler]:
-        return self.route(path, ("POST",))
+    def post(self, path: str, eager: bool = True) -> Callable[[Handler], Handler]:
+        return self.route(path, ("POST",), eager)
 
-    def put(self, path: str) -> Callable[[Handler], Handler]:
-        return self.route(path, ("PUT",))
+    def put(self, path: str, eager: bool = True) -> Callable[[Handler], Handler]:
+        return self.route(path, ("PUT",), eager)
 
-    def patch(self, path: str) -> Callable[[Handler], Handler]:
-        return self.route(path, ("PATCH",))
+    def patch(self, path: str, eager: bool = True) -> Callable[[Handler], Handler]:
+        return self.route(path, ("PATCH",), eager)
 
-    def delete(self, path: str) -> Callable[[Handler], Handler]:
-        return self.route(path, ("DELETE",))
+    def delete(self, path: str, eager: bool = True) -> Callable[[Handler], Handler]:
+        return self.route(path, ("DELETE",), eager)
 
     # ---- middleware ----
 
@@ -197,7 +240,10 @@ class App:
             dynamic = False
             for path, by_method in self._routes.items():
                 handlers = {m: self._wrap(h) for m, h in by_method.items()}
-                async_methods = [m for m, h in handlers.items() if _is_async(h)]
+                # a sync handler is called once its body has arrived (it reads
+                # request.content), middleware or not: its wrapped form is a
+                # coroutine function, but the route keeps the handler's kind
+                async_methods = [m for m, h in by_method.items() if _is_async(h)]
                 route = Route(handlers, async_methods)
                 segments = path.split("/")[1:]
                 if any(_PARAM.match(s) for s in segments):
