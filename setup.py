@@ -3,9 +3,9 @@
 Environment switches (also usable with ``pip install .``):
 
 * ``FASTSRV_ANNOTATE=1`` writes ``cython -a`` HTML next to each ``.pyx``.
-* ``FASTSRV_DEBUG=1`` builds with bounds checks, ``-O0 -g`` and the
-  ``FASTSRV_DEBUG`` compile-time flag, under which the core counts every
-  connection and buffer it creates and frees (see ``fastsrv._core.debug_counters``).
+* ``FASTSRV_DEBUG=1`` builds with bounds checks and ``-O0 -g`` for gdb and
+  sanitizers.  (Every build counts the connections it creates and frees:
+  ``fastsrv._core.debug_counters()``.)
 """
 import os
 
@@ -39,7 +39,6 @@ setup(
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,
-        compile_time_env={"FASTSRV_DEBUG": debug},
         annotate=annotate,
         force=debug or annotate,
     )

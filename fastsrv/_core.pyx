@@ -526,7 +526,7 @@ cdef class HttpProtocol(ConnectionBase):
         self.cur = req
         self.response_started = False
         self.body_error_status = 0
-        self.head_request = req.method == "HEAD"
+        self.head_request = req.is_head
         self.keep_alive = req.keep_alive
         self.deadline_kind = DL_NONE
         handler = self.router.resolve(req, &is_async, &status)

@@ -58,6 +58,7 @@ cdef class Request:
     cdef public bint keep_alive
     cdef readonly bint expect_continue
     cdef readonly bint upgrade
+    cdef readonly bint is_head
     cdef object _body
     cdef BodyStream _stream
     cdef ConnectionBase _conn

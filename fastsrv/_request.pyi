@@ -24,11 +24,13 @@ class Headers:
 class Request:
     method: str
     path: str
-    params: Optional[dict[str, Any]]
     version: int
     keep_alive: bool
     expect_continue: bool
     upgrade: bool
+    is_head: bool
+    @property
+    def params(self) -> dict[str, Any]: ...
     @property
     def http_version(self) -> str: ...
     @property

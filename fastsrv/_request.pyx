@@ -249,6 +249,7 @@ cdef class Request:
         r._base = base
         r._conn = conn
         r.method = _method(head, parser.method_len)
+        r.is_head = r.method is M_HEAD
         r.version = parser.version
         r.keep_alive = parser.keep_alive
         r.expect_continue = parser.expect_continue
@@ -375,9 +376,11 @@ cdef class Request:
         """``(name, value)`` bytes pairs exactly as received."""
         cdef const char* base = PyBytes_AS_STRING(self._raw) + self._base
         cdef Py_ssize_t k
-        return [(base[self._spans[k].name_start:self._spans[k].name_start + self._spans[k].name_len],
-                 base[self._spans[k].value_start:self._spans[k].value_start + self._spans[k].value_len])
-                for k in range(self._nspans)]
+        cdef list out = []
+        for k in range(self._nspans):
+            out.append((base[self._spans[k].name_start:self._spans[k].name_start + self._spans[k].name_len],
+                        base[self._spans[k].value_start:self._spans[k].value_start + self._spans[k].value_len]))
+        return out
 
     @property
     def client(self):
