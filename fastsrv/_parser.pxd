@@ -57,6 +57,7 @@ cdef class RequestParser:
     cdef int host_count
     cdef bint has_te
     cdef bint has_cl
+    cdef Py_ssize_t cl_digits
     cdef bint conn_close
     cdef bint conn_keep_alive
     cdef bint conn_upgrade

@@ -15,12 +15,16 @@ from libc.stdint cimport uint32_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 DEF MAX_SPANS = 256
+# the largest values that one more decimal / hex digit cannot overflow int64
+DEF CL_MAX_BEFORE_DIGIT = 922337203685477579
+DEF CHUNK_MAX_BEFORE_DIGIT = 0x7FFFFFFFFFFFFFF
 
 cdef HeaderSpan _scratch[MAX_SPANS]
 
 cdef unsigned char TOKEN[256]
 cdef unsigned char VALUE_OK[256]
 cdef unsigned char TARGET_OK[256]
+cdef unsigned char HOST_OK[256]
 cdef signed char HEXVAL[256]
 
 
@@ -30,6 +34,7 @@ cdef void _init_tables():
         TOKEN[c] = 0
         VALUE_OK[c] = 0
         TARGET_OK[c] = 0
+        HOST_OK[c] = 0
         HEXVAL[c] = -1
     for c in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
         TOKEN[c] = 1
@@ -40,6 +45,10 @@ cdef void _init_tables():
         VALUE_OK[c] = 1       # obs-text
     for c in range(0x21, 0x7F):
         TARGET_OK[c] = 1
+    # uri-host [ ":" port ] (RFC 3986 3.2.2): unreserved, pct-encoded,
+    # sub-delims, and the ":" "[" "]" of ports and IP literals
+    for c in b"-._~%!$&'()*+,;=:[]0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        HOST_OK[c] = 1
     for c in range(10):
         HEXVAL[48 + c] = c
     for c in range(6):
@@ -54,13 +63,16 @@ class ParseError(Exception):
     """A request that RFC 9112 says must be rejected.
 
     ``status`` is the HTTP status the server answers with (400, 413, 414,
-    431, 501, 505, 417); ``reason`` says what was wrong.
+    431, 501, 505, 417); ``reason`` says what was wrong.  ``requests`` holds
+    the requests that the failing :meth:`RequestParser.feed` call completed
+    before the error (pipelined requests ahead of the bad one).
     """
 
-    def __init__(self, int status, str reason):
+    def __init__(self, int status, str reason, list requests=None):
         super().__init__(f"{status}: {reason}")
         self.status = status
         self.reason = reason
+        self.requests = requests if requests is not None else []
 
 
 cdef inline bint _ieq(const char* p, const char* lower, Py_ssize_t n):
@@ -180,35 +192,40 @@ cdef class RequestParser:
     cdef int scan_head(self, const char* p, Py_ssize_t n) except -2:
         """Find the end of the head in ``p[:n]``; resumable as bytes arrive."""
         cdef Py_ssize_t i = self.scan_pos
-        cdef Py_ssize_t j, line_len
+        cdef Py_ssize_t end, line_len, head_bytes
+        cdef bint cr
         cdef const char* nl
         cdef Limits lim = self.limits
         while True:
             nl = <const char*>memchr(p + i, 10, n - i) if i < n else NULL
-            if nl == NULL:
-                if self.line_count == 0 and n - self.line_start > lim.max_request_line:
-                    return self.fail(414, "request line too long")
-                if n > lim.max_header_bytes:
-                    return self.fail(431, "header section too large")
-                self.scan_pos = n
-                return PARSE_NEED_MORE
-            j = nl - p
-            if j == 0 or p[j - 1] != 13:
-                return self.fail(400, "bare LF in request head")
-            line_len = j - 1 - self.line_start
+            end = (nl - p) if nl != NULL else n     # the current line ends at its LF, or so far
+            # The limits come first and judge only what the bytes so far make
+            # certain, so that the refusal does not depend on how the reads
+            # split them: a CR at the end of a line (or of the bytes, where its
+            # LF may follow) is not part of the line.
+            cr = end > self.line_start and p[end - 1] == 13
+            line_len = end - self.line_start - cr
+            head_bytes = end + 1 if nl != NULL else end - cr
             if self.line_count == 0 and line_len > lim.max_request_line:
                 return self.fail(414, "request line too long")
-            if j + 1 > lim.max_header_bytes:
+            if head_bytes > lim.max_header_bytes:
                 return self.fail(431, "header section too large")
+            if nl == NULL:
+                # a lone CR before the request line may start an empty line
+                # that skip_empty_lines must see again once its LF arrives
+                self.scan_pos = 0 if (self.line_count == 0 and n == 1 and p[0] == 13) else n
+                return PARSE_NEED_MORE
+            if end == 0 or p[end - 1] != 13:
+                return self.fail(400, "bare LF in request head")
             if line_len == 0:
                 if self.line_count == 0:
                     return self.fail(400, "empty request line")
-                self.head_len = j + 1
+                self.head_len = end + 1
                 return PARSE_DONE
             self.line_count += 1
             if self.line_count - 1 > lim.max_header_count:
                 return self.fail(431, "too many header fields")
-            i = j + 1
+            i = end + 1
             self.line_start = i
 
     cdef int parse_head(self, const char* p, HeaderSpan* spans) except -2:
@@ -235,6 +252,8 @@ cdef class RequestParser:
         i += 1
         if i + 10 > self.head_len or memcmp(p + i, b"HTTP/", 5) != 0 or p[i + 8] != 13:
             return self.fail(400, "invalid HTTP version")
+        if p[i + 9] != 10:
+            return self.fail(400, "bare CR in request line")
         if not (48 <= p[i + 5] <= 57 and p[i + 6] == 46 and 48 <= p[i + 7] <= 57):
             return self.fail(400, "invalid HTTP version")
         if p[i + 5] == 49 and p[i + 7] == 49:
@@ -298,6 +317,8 @@ cdef class RequestParser:
                 return rc
             nh += 1
             i += 2
+        if i + 2 != self.head_len:
+            return self.fail(400, "bare CR in request head")
         self.nheaders = nh
 
         if self.version == 11 and self.host_count != 1:
@@ -323,7 +344,8 @@ cdef class RequestParser:
             self.keep_alive = not self.conn_close
         else:
             self.keep_alive = self.conn_keep_alive and not self.conn_close
-        self.upgrade = self.conn_upgrade and has_upgrade_field
+        # Upgrade in an HTTP/1.0 request MUST be ignored (RFC 9110 7.8)
+        self.upgrade = self.version == 11 and self.conn_upgrade and has_upgrade_field
         return PARSE_DONE
 
     cdef inline int _field(self, const char* p, HeaderSpan* s, bint* te_chunked_final,
@@ -336,6 +358,9 @@ cdef class RequestParser:
         cdef int64_t value
         if nlen == 4 and _ieq(name, b"host", 4):
             self.host_count += 1
+            for i in range(vlen):
+                if not HOST_OK[<unsigned char>v[i]]:
+                    return self.fail(400, "invalid Host header")
         elif nlen == 14 and _ieq(name, b"content-length", 14):
             # a list of identical values is one value (RFC 9110 8.6)
             i = 0
@@ -345,17 +370,19 @@ cdef class RequestParser:
                 k = 0
                 value = 0
                 while i < vlen and 48 <= v[i] <= 57:
-                    if k == 18:
+                    if value > CL_MAX_BEFORE_DIGIT:
                         return self.fail(413, "Content-Length too large")
                     value = value * 10 + (v[i] - 48)
                     i += 1
                     k += 1
                 if k == 0:
                     return self.fail(400, "invalid Content-Length")
-                if self.has_cl and value != self.content_length:
+                # only identical values are one value: "01" and "1" conflict
+                if self.has_cl and (value != self.content_length or k != self.cl_digits):
                     return self.fail(400, "conflicting Content-Length values")
                 self.has_cl = True
                 self.content_length = value
+                self.cl_digits = k
                 while i < vlen and (v[i] == 32 or v[i] == 9):
                     i += 1
                 if i == vlen:
@@ -407,10 +434,23 @@ cdef class RequestParser:
                 elif tend - tstart == 7 and _ieq(v + tstart, b"upgrade", 7):
                     self.conn_upgrade = True
         elif nlen == 6 and _ieq(name, b"expect", 6):
-            if vlen == 12 and _ieq(v, b"100-continue", 12):
-                self.expect_continue = True
-            else:
-                return self.fail(417, "unsupported expectation")
+            # Expect = #expectation; empty list elements are ignored (RFC 9110 5.6.1.2)
+            i = 0
+            while i < vlen:
+                while i < vlen and (v[i] == 32 or v[i] == 9 or v[i] == 44):
+                    i += 1
+                if i == vlen:
+                    break
+                tstart = i
+                while i < vlen and v[i] != 44:
+                    i += 1
+                tend = i
+                while tend > tstart and (v[tend - 1] == 32 or v[tend - 1] == 9):
+                    tend -= 1
+                if not (tend - tstart == 12 and _ieq(v + tstart, b"100-continue", 12)):
+                    return self.fail(417, "unsupported expectation")
+                # an HTTP/1.0 client cannot be sent a 1xx (RFC 9110 10.1.1)
+                self.expect_continue = self.version == 11
         elif nlen == 7 and _ieq(name, b"upgrade", 7):
             has_upgrade[0] = True
         return PARSE_DONE
@@ -454,7 +494,7 @@ cdef class RequestParser:
             elif self.chunk_state == CH_SIZE:
                 v = HEXVAL[c]
                 if v >= 0:
-                    if self.chunk_digits == 15:
+                    if self.chunk_size > CHUNK_MAX_BEFORE_DIGIT:
                         return self.fail(413, "chunk size too large")
                     self.chunk_size = self.chunk_size * 16 + v
                     self.chunk_digits += 1
@@ -572,6 +612,8 @@ cdef class RequestParser:
             if count > self.limits.max_header_count:
                 return self.fail(431, "too many trailer fields")
             i += 2
+        if i + 2 != n:
+            return self.fail(400, "bare CR in trailer section")
         self.trailers = out
         return PARSE_DONE
 
@@ -583,7 +625,8 @@ cdef class RequestParser:
         Each request is a dict with ``method``, ``target``, ``version``
         (``"1.0"``/``"1.1"``), ``headers`` (list of ``(name, value)`` bytes,
         as sent), ``body``, ``trailers``, ``keep_alive``,
-        ``expect_continue`` and ``upgrade``. Raises :class:`ParseError`.
+        ``expect_continue`` and ``upgrade``. Raises :class:`ParseError`,
+        whose ``requests`` are those completed by this call before the error.
         """
         cdef bytearray buf = self._pending
         cdef Py_ssize_t pos = 0, consumed = 0, ds = 0, dl = 0, n
@@ -603,10 +646,10 @@ cdef class RequestParser:
                 if rc == PARSE_NEED_MORE:
                     break
                 if rc == PARSE_ERROR:
-                    raise ParseError(self.error_status, self.error_reason)
+                    raise ParseError(self.error_status, self.error_reason, out)
                 rc = self.parse_head(p + pos, _scratch)
                 if rc == PARSE_ERROR:
-                    raise ParseError(self.error_status, self.error_reason)
+                    raise ParseError(self.error_status, self.error_reason, out)
                 self._head = {
                     "method": p[pos:pos + self.method_len],
                     "target": p[pos + self.target_start:pos + self.target_start + self.target_len],
@@ -624,7 +667,7 @@ cdef class RequestParser:
             while True:
                 rc = self.parse_body(p + pos, n - pos, &consumed, &ds, &dl)
                 if rc == PARSE_ERROR:
-                    raise ParseError(self.error_status, self.error_reason)
+                    raise ParseError(self.error_status, self.error_reason, out)
                 if dl:
                     head["body"] += p[pos + ds:pos + ds + dl]
                 pos += consumed
