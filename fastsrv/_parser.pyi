@@ -5,7 +5,8 @@ from typing import Any, Optional
 class ParseError(Exception):
     status: int
     reason: str
-    def __init__(self, status: int, reason: str) -> None: ...
+    requests: list[dict[str, Any]]
+    def __init__(self, status: int, reason: str, requests: Optional[list[dict[str, Any]]] = ...) -> None: ...
 
 class Limits:
     max_request_line: int
