@@ -65,16 +65,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, int]:
-    """Return (status, bytes read); raise IncompleteReadError with partial."""
-    head = await reader.readuntil(b"\r\n\r\n")
+class Cut(Exception):
+    """Part of a response arrived, then the connection ended."""
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Return the status of a whole response.
+
+    ``ConnectionError``/``IncompleteReadError`` with nothing received means
+    the request was not taken; :class:`Cut` once any byte has arrived.
+    """
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise Cut() from exc
+        raise
     status = int(head.split(b" ", 2)[1])
     length = 0
     for line in head.split(b"\r\n"):
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
-    await reader.readexactly(length)
-    return status, len(head) + length
+    try:
+        await reader.readexactly(length)
+    except (asyncio.IncompleteReadError, ConnectionError) as exc:
+        raise Cut() from exc
+    return status
 
 
 async def _client(port: int, stop_at: float, run: DrainRun, signalled: list[float], k: int) -> None:
@@ -91,13 +107,12 @@ async def _client(port: int, stop_at: float, run: DrainRun, signalled: list[floa
                 i += 1
                 try:
                     writer.write(request)
-                    status, _ = await _read_response(reader)
-                except (asyncio.IncompleteReadError, ConnectionError) as exc:
-                    partial = getattr(exc, "partial", b"")
-                    if partial:
-                        run.cut += 1
-                    else:
-                        run.not_taken += 1
+                    status = await _read_response(reader)
+                except Cut:
+                    run.cut += 1
+                    break
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    run.not_taken += 1
                     break
                 if 200 <= status < 300:
                     run.completed += 1

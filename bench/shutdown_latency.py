@@ -64,7 +64,10 @@ def _read_response(s: socket.socket) -> bytes:
     head, body = data.split(b"\r\n\r\n", 1)
     length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
     while len(body) < length:
-        body += s.recv(65536)
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed inside the body")
+        body += chunk
     return head
 
 
@@ -90,7 +93,8 @@ def measure(name: str, idle: int) -> Latency:
         busy = _request(port, "/slow?ms=500")
         time.sleep(0.1)
         answered: list[float] = []
-        reader = threading.Thread(target=lambda: (_read_response(busy), answered.append(time.monotonic())))
+        reader = threading.Thread(target=lambda: (_read_response(busy), answered.append(time.monotonic())),
+                                  daemon=True)
         reader.start()
         sel = selectors.DefaultSelector()
         for s in conns:
@@ -99,7 +103,7 @@ def measure(name: str, idle: int) -> Latency:
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         open_ = set(conns)
-        last_close = t0
+        last_close = float("nan")
         while open_ and time.monotonic() - t0 < 10:
             for key, _ in sel.select(timeout=0.5):
                 try:
@@ -107,7 +111,7 @@ def measure(name: str, idle: int) -> Latency:
                 except ConnectionError:
                     eof = True
                 if eof:
-                    last_close = time.monotonic()
+                    last_close = time.monotonic() if len(open_) == 1 else last_close
                     sel.unregister(key.fileobj)
                     open_.discard(key.fileobj)
         reader.join(10)

@@ -221,6 +221,7 @@ cdef class ConnectionRegistry:
     cdef readonly ShutdownSignal shutdown_signal
     cdef object loop
     cdef object _idle_waiters
+    cdef object _closed_waiters
     cdef object _sweeper
 
     def __init__(self, ProtocolConfig config=None, Py_ssize_t max_connections=0):
@@ -234,6 +235,7 @@ cdef class ConnectionRegistry:
         self.shutdown_signal = ShutdownSignal()
         self.loop = None
         self._idle_waiters = []
+        self._closed_waiters = []
         self._sweeper = None
 
     @property
@@ -261,10 +263,14 @@ cdef class ConnectionRegistry:
     def _sweep(self):
         cdef double now = _now()
         cdef HttpProtocol p
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
         for p in list(self.connections):
             if p.deadline_kind != DL_NONE and p.deadline <= now:
-                p.on_timeout()
-        self._sweeper = self.loop.call_later(1.0, self._sweep)
+                try:
+                    p.on_timeout()
+                except Exception:
+                    logger.exception("timeout handling failed; closing the connection")
+                    p.cut()
 
     def begin_drain(self):
         """Enter the drain: every response from now on carries
@@ -291,6 +297,27 @@ cdef class ConnectionRegistry:
         self._idle_waiters.append(fut)
         await fut
 
+    async def wait_closed(self):
+        """Return when every connection is closed (at once if none is open).
+
+        During the drain this is the end of in-flight work: a connection
+        closes once its last response has been written out, not merely
+        handed to the transport."""
+        if not self.connections:
+            return
+        fut = self.loop.create_future()
+        self._closed_waiters.append(fut)
+        await fut
+
+    def active_tasks(self):
+        """The running handler tasks of active connections."""
+        cdef HttpProtocol p
+        cdef list tasks = []
+        for p in self.connections:
+            if p.active and p.task is not None and not p.task.done():
+                tasks.append(p.task)
+        return tasks
+
     def cancel_active(self):
         """Cancel the handlers of active connections and close those
         connections; return how many were cut."""
@@ -303,10 +330,12 @@ cdef class ConnectionRegistry:
         return n
 
     def close_all(self):
-        """Abort every connection (an immediate stop)."""
+        """Abort every connection (an immediate stop); return how many."""
         cdef HttpProtocol p
-        for p in list(self.connections):
+        cdef list left = list(self.connections)
+        for p in left:
             p.cut()
+        return len(left)
 
     cdef inline void became_active(self, HttpProtocol p):
         p.active = True
@@ -321,9 +350,7 @@ cdef class ConnectionRegistry:
     cdef void _wake_idle_waiters(self):
         waiters = self._idle_waiters
         self._idle_waiters = []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+        _wake_all(waiters)
 
     cdef void removed(self, HttpProtocol p):
         if p in self.connections:
@@ -331,6 +358,16 @@ cdef class ConnectionRegistry:
             self.closed_total += 1
             if p.active:
                 self.became_idle(p)
+            if not self.connections and self._closed_waiters:
+                waiters = self._closed_waiters
+                self._closed_waiters = []
+                _wake_all(waiters)
+
+
+cdef void _wake_all(list waiters):
+    for w in waiters:
+        if not w.done():
+            w.set_result(None)
 
 
 @cython.final
@@ -457,7 +494,7 @@ cdef class HttpProtocol(ConnectionBase):
         if not self.busy and self.buf:
             self.resume()
         else:
-            self.update_reading()
+            self.after_io()
 
     # ---- parsing and dispatch ----
 
@@ -908,8 +945,10 @@ cdef class HttpProtocol(ConnectionBase):
     cdef inline int after_io(self) except -1:
         if self.closing:
             return 0
-        if self.active and not self.busy and not self.reading_body and (
+        if self.active and not self.busy and not self.reading_body and not self.paused_writing and (
                 self.buf is None or PyByteArray_GET_SIZE(self.buf) == 0) and self.parser.scan_pos == 0:
+            # idle: nothing pending, and the last response is not stuck in the
+            # transport's buffer (a slow reader keeps the connection active)
             self.registry.became_idle(self)
             if self.registry.draining:
                 self.close()

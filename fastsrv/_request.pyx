@@ -71,10 +71,6 @@ cdef class ShutdownSignal:
         if self._event is not None:
             self._event.set()
 
-    def trigger(self):
-        """Set the signal (called by the server when the drain begins)."""
-        self.set()
-
     async def wait(self):
         """Return once the shutdown has begun."""
         if self.is_set:

@@ -96,8 +96,7 @@ def exit_now(status: int) -> None:
     stopping pod should be gone as soon as its work is done.  Output is
     flushed and ``atexit`` callbacks still run first.
     """
-    logging.shutdown()
-    atexit._run_exitfuncs()
+    atexit._run_exitfuncs()     # includes logging.shutdown(), registered by logging
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

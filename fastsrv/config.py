@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional
 
 from fastsrv._parser import Limits
@@ -53,16 +53,19 @@ class Config:
     liveness_path: Optional[str] = None
 
     access_log: bool = False
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, got {self.port}")
         for name in ("header_timeout", "body_timeout", "keepalive_timeout", "exit_wait_time",
-                     "shutdown_delay", "hook_timeout", "hook_budget"):
+                     "shutdown_delay"):
             value = getattr(self, name)
-            if value < 0:
+            if not value >= 0:      # also refuses NaN
                 raise ConfigError(f"{name} must be >= 0 seconds, got {value}")
+        for name in ("hook_timeout", "hook_budget"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"{name} must be > 0 seconds, got {value}")
         if self.signal_policy not in SIGNAL_POLICIES:
             raise ConfigError(f"signal_policy must be one of {', '.join(SIGNAL_POLICIES)}, "
                               f"got {self.signal_policy!r}")

@@ -8,8 +8,11 @@ They run in registration order; hooks that share a ``group`` run
 concurrently, and the group takes the place of its first member in the
 order.  Each hook has its own timeout and all of them share one budget; a
 hook that fails or hangs is logged and never stops the others or the exit.
-Sync and async callables both work (sync ones run in a thread, so a hanging
-one cannot block the loop).
+Sync and async callables both work.  Sync startup hooks run on the loop's
+thread, before anything is served.  Sync shutdown hooks run in a thread of
+their own, so that one that hangs can be timed out; a resource bound to the
+loop's thread (a ``sqlite3`` connection, say) is closed from an ``async``
+hook instead.
 """
 
 from __future__ import annotations
@@ -61,8 +64,12 @@ def _in_daemon_thread(fn: Hook) -> "asyncio.Future[Any]":
     fut: asyncio.Future[Any] = loop.create_future()
 
     def settle(ok: bool, value: Any) -> None:
-        if not fut.done():
-            fut.set_result(value) if ok else fut.set_exception(value)
+        if fut.done():
+            return
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
 
     def target() -> None:
         try:
@@ -78,10 +85,10 @@ def _in_daemon_thread(fn: Hook) -> "asyncio.Future[Any]":
     return fut
 
 
-async def _call(fn: Hook) -> Any:
+async def _call(fn: Hook, in_thread: bool) -> Any:
     if inspect.iscoroutinefunction(fn):
         return await fn()
-    result = await _in_daemon_thread(fn)
+    result = await _in_daemon_thread(fn) if in_thread else fn()
     if inspect.isawaitable(result):
         result = await result
     return result
@@ -124,7 +131,7 @@ class Hooks:
         for fn in self.startup:
             t0 = time.monotonic()
             try:
-                await _call(fn)
+                await _call(fn, in_thread=False)
             except Exception as exc:
                 raise StartupError(f"startup hook {_name(fn)} failed: {exc!r}") from exc
             log.info("startup hook %s done in %.1f ms", _name(fn), (time.monotonic() - t0) * 1000)
@@ -160,14 +167,24 @@ class Hooks:
 
     async def _run_one(self, hook: ShutdownHook, timeout: float, report: HookReport) -> None:
         t0 = time.monotonic()
+        task = asyncio.ensure_future(_call(hook.fn, in_thread=True))
         try:
-            await asyncio.wait_for(_call(hook.fn), timeout)
-        except asyncio.TimeoutError:
+            await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not task.done():
+            # not awaited after the cancel: a hook that ignores cancellation
+            # must not hold the others or the exit
+            task.cancel()
             report.timed_out += 1
             log.error("shutdown hook %s timed out after %.1f s", hook.name, timeout)
-        except Exception:
+        elif task.cancelled():
             report.failed += 1
-            log.exception("shutdown hook %s failed", hook.name)
+            log.error("shutdown hook %s failed: it was cancelled", hook.name)
+        elif task.exception() is not None:
+            report.failed += 1
+            log.error("shutdown hook %s failed", hook.name, exc_info=task.exception())
         else:
             report.ran += 1
             log.info("shutdown hook %s done in %.1f ms", hook.name, (time.monotonic() - t0) * 1000)

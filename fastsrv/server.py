@@ -22,7 +22,6 @@ import enum
 import logging
 import signal
 import socket
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
@@ -103,7 +102,6 @@ class Server:
         self._stop: Optional[asyncio.Future[str]] = None
         self._force: Optional[asyncio.Future[None]] = None
         self._stopped: Optional[asyncio.Event] = None
-        self._ready = True
         self._prev_handlers: dict[int, Any] = {}
         self._waiter_task: Optional[asyncio.Task[Any]] = None
         self._exit_wait_time = self.config.exit_wait_time
@@ -125,12 +123,9 @@ class Server:
         self._stopped = asyncio.Event()
         self._install_signal_handlers(loop)
         try:
-            try:
-                await self.startup(loop)
-            except StartupError as exc:
-                log.error("%s", exc)
-                self.state = State.STOPPED
-                return EXIT_STARTUP_FAILED
+            status = await self._start(loop)
+            if status is not None:
+                return status
             mode = await self._stop
             if mode == GRACEFUL:
                 await self.drain()
@@ -138,11 +133,32 @@ class Server:
                 await self.stop_now()
             return self.report.exit_status
         finally:
+            self._release()     # also when serve() itself is cancelled
             self._restore_signal_handlers(loop)
             if self._waiter_task is not None:
                 self._waiter_task.cancel()
-            self.state = State.STOPPED
             self._stopped.set()
+
+    async def _start(self, loop: asyncio.AbstractEventLoop) -> Optional[int]:
+        """Run :meth:`startup` unless a stop comes first; None once serving,
+        else the exit status."""
+        starting = asyncio.ensure_future(self.startup(loop))
+        await asyncio.wait({starting, self._stop}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            try:
+                starting.result()
+            except StartupError as exc:
+                log.error("%s", exc, exc_info=exc.__cause__)
+                return EXIT_STARTUP_FAILED
+            return None
+        starting.cancel()
+        await asyncio.wait({starting})
+        log.warning("%s while starting: startup abandoned, nothing was served", self.report.trigger)
+        if self._stop.result() == IMMEDIATE or self._force.done():
+            self.report.forced = True
+        else:
+            await self._run_hooks()
+        return self.report.exit_status
 
     async def shutdown(self, timeout: Optional[float] = None) -> ShutdownReport:
         """Run the graceful shutdown (as on SIGTERM) and wait for its end.
@@ -166,8 +182,8 @@ class Server:
             self.report.mode = mode
             self._stop.set_result(mode)
         elif mode == IMMEDIATE and not self._force.done():
-            log.warning("%s during the drain: stopping immediately", trigger)
-            self.report.forced = True
+            log.warning("%s during the shutdown: stopping immediately", trigger)
+            self.report.trigger += f", then {trigger}"
             self._force.set_result(None)
 
     # ---- startup ----
@@ -177,6 +193,10 @@ class Server:
         t0 = time.monotonic()
         await self.hooks.run_startup()
         cfg = self.config
+        try:
+            sock = cfg.sock or self._bind()
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from exc
         pconfig = ProtocolConfig(cfg.limits(), cfg.header_timeout, cfg.body_timeout,
                                  cfg.keepalive_timeout,
                                  access_log=logging.getLogger("fastsrv.access") if cfg.access_log else None)
@@ -184,10 +204,6 @@ class Server:
         registry.start(loop)
         router = self.app.router()
         self._add_health_routes(router)
-        try:
-            sock = cfg.sock or self._bind()
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from exc
         listener = await loop.create_server(lambda: HttpProtocol(registry, router), sock=sock,
                                             backlog=cfg.backlog)
         self._listeners.append(listener)
@@ -215,9 +231,9 @@ class Server:
             return Response("alive\n")
 
         def ready(request: Any) -> Response:
-            if self.state is State.RUNNING and self._ready:
+            if self.state is State.RUNNING and not self._stop.done():
                 return Response("ready\n")
-            return Response(f"{self.state.value}\n", 503)
+            return Response("draining\n", 503)
 
         if self.config.liveness_path:
             router.add(self.config.liveness_path, Route({"GET": live}))
@@ -231,7 +247,6 @@ class Server:
         registry = self.registry
         report = self.report
         t0 = time.monotonic()
-        self._ready = False
         log.info("graceful shutdown started by %s", report.trigger)
 
         delay = self.config.shutdown_delay
@@ -253,43 +268,56 @@ class Server:
         log.info("closed %d idle connection(s) in %.1f ms; %d request(s) in flight",
                  report.idle_closed, _ms(step), report.in_flight)
 
+        # every connection closes once its last response is written out (not
+        # merely handed to the transport): that is the end of in-flight work
         step = time.monotonic()
-        finished = await self._unless_forced(registry.wait_idle(), self._exit_wait_time)
+        finished = await self._unless_forced(registry.wait_closed(), self._exit_wait_time)
         if self._force.done():
             return await self.stop_now()
         if not finished:
-            report.cancelled = registry.cancel_active()
-            await asyncio.sleep(0)
+            handlers = registry.active_tasks()
+            unsent = registry.open - registry.active    # answered, output not yet written out
+            report.cancelled = registry.cancel_active() + unsent
+            registry.close_all()
+            if handlers:
+                # let cancelled handlers run their finally blocks before the hooks
+                await self._unless_forced(asyncio.wait(handlers), 1.0)
             log.warning("exit wait time of %.1f s reached: cancelled %d request(s) still in flight",
                         self._exit_wait_time, report.cancelled)
         else:
             log.info("in-flight requests finished in %.1f ms", _ms(step))
 
-        step = time.monotonic()
-        report.hooks = await self.hooks.run_shutdown(self.config.hook_timeout, self.config.hook_budget)
-        h = report.hooks
-        log.info("shutdown hooks: %d ran, %d failed, %d timed out, %d skipped in %.1f ms",
-                 h.ran, h.failed, h.timed_out, h.skipped, _ms(step))
-        await self._release()
+        if not await self._run_hooks():
+            return await self.stop_now()
+        await self._wait_listeners_closed()
+        self._release()
         report.elapsed_ms = _ms(t0)
         log.info("stopped in %.1f ms, exit status %d", report.elapsed_ms, report.exit_status)
 
+    async def _run_hooks(self) -> bool:
+        """Run the shutdown hooks; False if a forced stop cut them short."""
+        step = time.monotonic()
+        running = asyncio.ensure_future(
+            self.hooks.run_shutdown(self.config.hook_timeout, self.config.hook_budget))
+        if not await self._unless_forced(running, None):
+            log.warning("shutdown hooks cut short by the immediate stop")
+            return False
+        h = self.report.hooks = running.result()
+        log.info("shutdown hooks: %d ran, %d failed, %d timed out, %d skipped in %.1f ms",
+                 h.ran, h.failed, h.timed_out, h.skipped, _ms(step))
+        return True
+
     async def stop_now(self) -> None:
-        """The immediate stop: close everything, run no hooks."""
+        """The immediate stop: close everything, run no (more) hooks."""
         t0 = time.monotonic()
         self.report.forced = True
-        self._ready = False
         self.state = State.DRAINING
-        self._close_listeners()
         if self.registry is not None:
-            self.report.cancelled = self.registry.active
-            self.registry.begin_drain()
-            self.registry.close_all()
-        await asyncio.sleep(0)
-        await self._release()
+            self.report.cancelled = max(self.report.cancelled, self.registry.active)
+        self._release()
         self.report.elapsed_ms = _ms(t0)
-        log.warning("stopped immediately (%s): %d request(s) cut, %d shutdown hook(s) not run",
-                    self.report.trigger, self.report.cancelled, len(self.hooks.shutdown))
+        log.warning("stopped immediately (%s): %d request(s) cut, shutdown hooks not run",
+                    self.report.trigger, self.report.cancelled)
 
     async def _unless_forced(self, aw: Any, timeout: Optional[float]) -> bool:
         """Await ``aw`` unless the stop is forced or ``timeout`` passes first;
@@ -306,15 +334,22 @@ class Server:
         for listener in self._listeners:
             listener.close()
 
-    async def _release(self) -> None:
-        if self.registry is not None:
-            self.registry.stop()
+    async def _wait_listeners_closed(self) -> None:
         for listener in self._listeners:
             try:
                 await asyncio.wait_for(listener.wait_closed(), 1.0)
             except asyncio.TimeoutError:
                 log.warning("listener did not close within 1 s")
+
+    def _release(self) -> None:
+        """Close the listeners, abort whatever connection is left, stop the
+        timeout sweep.  Safe to call more than once."""
+        self._close_listeners()
         self._listeners.clear()
+        if self.registry is not None:
+            self.registry.begin_drain()
+            self.registry.close_all()
+            self.registry.stop()
         self.state = State.STOPPED
 
     # ---- signals ----
@@ -375,13 +410,32 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def run(app: Any, config: Optional[Config] = None, **settings: Any) -> int:
     """Run ``app`` on a new uvloop until it is stopped; return the exit status."""
-    server = Server(app, config, **settings)
-    if sys.version_info >= (3, 11):
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            return runner.run(server.serve())
+    return run_on_uvloop(Server(app, config, **settings).serve())
+
+
+def run_on_uvloop(main: Any, leftover_timeout: float = 1.0) -> Any:
+    """Run the coroutine ``main`` on a new uvloop and close the loop.
+
+    Unlike ``asyncio.run``, tasks still pending at the end (a shutdown hook
+    that ignored its cancellation, say) are cancelled and given
+    ``leftover_timeout`` seconds, never waited for without end.
+    """
     loop = new_event_loop()
+    asyncio.set_event_loop(loop)
     try:
-        asyncio.set_event_loop(loop)
-        return loop.run_until_complete(server.serve())
+        return loop.run_until_complete(main)
     finally:
-        loop.close()
+        try:
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                _, pending = loop.run_until_complete(asyncio.wait(leftovers, timeout=leftover_timeout))
+                if pending:
+                    log.warning("%d task(s) ignored cancellation at exit: abandoned", len(pending))
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), leftover_timeout))
+        except (asyncio.TimeoutError, RuntimeError) as exc:
+            log.warning("loop clean-up at exit incomplete: %r", exc)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()

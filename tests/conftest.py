@@ -215,8 +215,8 @@ class ProcessServer:
     """``python -m fastsrv run ...`` in a subprocess, for signals and exits."""
 
     def __init__(self, args: list[str], env: Optional[dict[str, str]] = None,
-                 preexec_fn: Any = None) -> None:
-        self.port = _free_port()
+                 preexec_fn: Any = None, port: Optional[int] = None) -> None:
+        self.port = port or _free_port()
         cmd = [sys.executable, "-m", "fastsrv", "run", *args, "--port", str(self.port),
                "--log-level", "info"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

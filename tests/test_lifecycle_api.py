@@ -10,13 +10,12 @@ import time
 
 import pytest
 
-from fastsrv import App, Server, ServerStateError, State
-from fastsrv.server import new_event_loop
+from fastsrv import App, ConfigError, Server, ServerStateError, State
+from fastsrv.server import run_on_uvloop
 
 
 def run(coro):
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(coro)
+    return run_on_uvloop(coro)
 
 
 async def fetch(port: int, path: str) -> tuple[int, bytes, bytes]:
@@ -30,33 +29,49 @@ async def fetch(port: int, path: str) -> tuple[int, bytes, bytes]:
 
 
 def slow_app() -> App:
+    """``/slow?s=N`` answers after N seconds; ``app.entered`` is set once a
+    request is being handled."""
     app = App()
+    app.entered = asyncio.Event()
 
     @app.get("/slow")
     async def slow(request):
+        app.entered.set()
         await asyncio.sleep(float(request.query.get("s", "0.3")))
         return "done"
 
     return app
 
 
+async def in_flight(app: App) -> None:
+    await asyncio.wait_for(app.entered.wait(), 5)
+
+
 async def started(server: Server) -> asyncio.Task:
     task = asyncio.ensure_future(server.serve())
-    while server.state is State.STARTING:
+    while server.state is State.STARTING and not task.done():
         await asyncio.sleep(0.001)
     return task
 
 
+async def until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
+
+
 def test_states_go_starting_running_draining_stopped():
     async def main():
-        server = Server(slow_app(), port=0, handle_signals=False)
+        app = slow_app()
+        server = Server(app, port=0, handle_signals=False)
         seen = [server.state]
         task = await started(server)
         seen.append(server.state)
         request = asyncio.ensure_future(fetch(server.port, "/slow?s=0.3"))
-        await asyncio.sleep(0.1)
+        await in_flight(app)
         shutdown = asyncio.ensure_future(server.shutdown())
-        await asyncio.sleep(0.05)
+        await until(lambda: server.state is not State.RUNNING)
         seen.append(server.state)
         report = await shutdown
         seen.append(server.state)
@@ -71,10 +86,11 @@ def test_states_go_starting_running_draining_stopped():
 
 def test_programmatic_shutdown_timeout_cuts_in_flight_work():
     async def main():
-        server = Server(slow_app(), port=0, handle_signals=False)
+        app = slow_app()
+        server = Server(app, port=0, handle_signals=False)
         task = await started(server)
         request = asyncio.ensure_future(fetch(server.port, "/slow?s=30"))
-        await asyncio.sleep(0.1)
+        await in_flight(app)
         t0 = time.monotonic()
         report = await server.shutdown(timeout=0.3)
         took = time.monotonic() - t0
@@ -98,10 +114,11 @@ def test_serve_restores_the_previous_signal_handlers():
             task = await started(server)
             assert signal.getsignal(signal.SIGTERM) is not mine
             os.kill(os.getpid(), signal.SIGTERM)
-            return await task
+            return await asyncio.wait_for(task, 10)
 
         assert run(main()) == 0
         assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -115,10 +132,11 @@ def test_custom_signal_waiter_decides_graceful_or_immediate(decision, status):
             await go.wait()
             return decision
 
-        server = Server(slow_app(), port=0, signal_waiter=waiter)
+        app = slow_app()
+        server = Server(app, port=0, signal_waiter=waiter)
         task = await started(server)
         request = asyncio.ensure_future(fetch(server.port, "/slow?s=0.3"))
-        await asyncio.sleep(0.1)
+        await in_flight(app)        # the request is being handled when the waiter decides
         go.set()
         code = await task
         try:
@@ -184,7 +202,7 @@ def test_request_sees_the_shutdown_context():
         server = Server(app, port=0, handle_signals=False)
         task = await started(server)
         request = asyncio.ensure_future(fetch(server.port, "/poll"))
-        await asyncio.sleep(0.1)
+        await until(lambda: "before" in seen)
         t0 = time.monotonic()
         await server.shutdown()
         status, head, body = await request
@@ -194,4 +212,82 @@ def test_request_sees_the_shutdown_context():
     assert (status, body, code) == (200, b"ended early", 0)
     assert b"connection: close" in head
     assert seen == {"before": False, "after": True}
-    assert took < 0.5
+    assert took < 2.0
+
+
+def test_a_hook_that_ignores_cancellation_is_still_held_to_its_timeout():
+    app = slow_app()
+    later = []
+
+    @app.on_shutdown(timeout=0.3)
+    async def stubborn():
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                continue
+
+    @app.on_shutdown
+    async def next_one():
+        later.append("ran")
+
+    async def main():
+        server = Server(app, port=0, handle_signals=False, hook_budget=5)
+        task = await started(server)
+        t0 = time.monotonic()
+        report = await server.shutdown()
+        took = time.monotonic() - t0
+        await task
+        return report, took
+
+    report, took = run(main())
+    assert (report.hooks.timed_out, report.hooks.ran, later) == (1, 1, ["ran"])
+    assert took < 1.5
+
+
+def test_a_hook_raising_cancelled_error_counts_as_failed_and_the_next_runs():
+    app = slow_app()
+    later = []
+
+    @app.on_shutdown
+    async def awaits_a_cancelled_task():
+        t = asyncio.ensure_future(asyncio.sleep(10))
+        t.cancel()
+        await t
+
+    @app.on_shutdown
+    async def next_one():
+        later.append("ran")
+
+    async def main():
+        server = Server(app, port=0, handle_signals=False)
+        task = await started(server)
+        report = await server.shutdown()
+        return report, await task
+
+    report, status = run(main())
+    assert (report.hooks.failed, report.hooks.ran, later, status) == (1, 1, ["ran"], 4)
+
+
+def test_cancelling_serve_closes_the_listener_and_the_connections():
+    async def main():
+        server = Server(slow_app(), port=0, handle_signals=False)
+        task = await started(server)
+        port = server.port
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await asyncio.wait_for(reader.read(), 2) == b""      # the connection was closed
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", port)
+        return server.state, server.registry.open
+
+    assert run(main()) == (State.STOPPED, 0)
+
+
+@pytest.mark.parametrize("setting", [{"hook_timeout": 0}, {"hook_budget": 0},
+                                     {"exit_wait_time": float("nan")}, {"shutdown_delay": -1}])
+def test_out_of_range_lifecycle_settings_are_refused(setting):
+    with pytest.raises(ConfigError, match=next(iter(setting))):
+        Server(slow_app(), **setting)

@@ -262,3 +262,71 @@ def test_each_drain_step_logs_one_line_with_counts_and_ms(process_server):
                  r"shutdown hooks: \d+ ran, \d+ failed, \d+ timed out, \d+ skipped in [0-9.]+ ms",
                  r"stopped in [0-9.]+ ms, exit status 0"):
         assert re.search(line, log), line
+
+
+def test_a_slow_reader_gets_its_whole_response_before_a_clean_exit(process_server):
+    p = process_server(["tests.apps.lifecycle:big"]).wait_ready()
+    c = RawClient(p.port, timeout=10)
+    c.send(b"GET /big?mb=8 HTTP/1.1\r\nHost: t\r\n\r\n")
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    assert c._fill()
+    p.signal(signal.SIGTERM)
+    wait_for_log(p, "request\\(s\\) in flight")
+    received = len(c.buf)
+    while True:
+        time.sleep(0.002)
+        chunk = c.sock.recv(65536)
+        if not chunk:
+            break
+        received += len(chunk)
+    assert received >= 8 << 20, received
+    assert p.wait() == 0
+    assert re.search(r"closed 0 idle connection\(s\) in [0-9.]+ ms; 1 request\(s\) in flight", p.log())
+
+
+def test_second_signal_during_the_shutdown_hooks_stops_at_once(process_server):
+    p = process_server(["tests.apps.lifecycle:slow_hook"]).wait_ready()
+    p.signal(signal.SIGTERM)
+    wait_for_log(p, "EVENT slow-hook-start")
+    t0 = time.monotonic()
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 5
+    assert time.monotonic() - t0 < 1.0
+    assert "EVENT slow-hook-end" not in p.log()
+
+
+def test_signal_during_startup_abandons_it_and_runs_the_cleanup_hooks(process_server):
+    p = process_server(["tests.apps.lifecycle:slow_startup"])
+    wait_for_log(p, "EVENT startup-slow-start")
+    t0 = time.monotonic()
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+    assert time.monotonic() - t0 < 1.0
+    log = p.log()
+    assert "startup abandoned" in log and "serving on" not in log
+    assert "EVENT cleanup-end" in log
+
+
+def test_bind_failure_exits_1_with_the_reason(process_server):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = process_server([APP], port=port)
+        assert p.wait() == 1
+    assert "cannot listen on 127.0.0.1:%d" % port in p.log()
+
+
+def test_an_app_that_cannot_be_loaded_exits_2(process_server):
+    p = process_server(["tests.apps.no_such_module:app"])
+    assert p.wait() == 2
+    assert "cannot import module 'tests.apps.no_such_module'" in p.log()
+
+
+def test_a_hook_that_ignores_cancellation_cannot_hold_the_exit(process_server):
+    p = process_server(["tests.apps.lifecycle:stubborn_hook"]).wait_ready()
+    t0 = time.monotonic()
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 4
+    assert time.monotonic() - t0 < 3.0
+    assert "shutdown hook stubborn timed out after 0.5 s" in p.log()

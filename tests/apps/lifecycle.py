@@ -83,3 +83,36 @@ startup_fails.on_shutdown(_hook("never", 0.0))
 
 # the demo app (for /stream and /sleep)
 demo_app = demo
+
+
+# a large response, for a client that reads it slowly
+big = _with_slow_route(App())
+
+
+@big.get("/big")
+def big_body(request):
+    return b"x" * (int(request.query.get("mb", "8")) << 20)
+
+
+# a shutdown hook long enough to send a second signal during it
+slow_hook = _with_slow_route(App())
+slow_hook.on_shutdown(_hook("slow-hook", 4.0))
+
+# a startup hook long enough to send a signal during it; the shutdown hook
+# cleans up what a half-done startup may have opened
+slow_startup = _with_slow_route(App())
+slow_startup.on_startup(_hook("startup-slow", 10.0))
+slow_startup.on_shutdown(_hook("cleanup", 0.0))
+
+# an async shutdown hook that swallows its cancellation
+stubborn_hook = _with_slow_route(App())
+
+
+@stubborn_hook.on_shutdown(timeout=0.5)
+async def stubborn():
+    _event("stubborn-start")
+    while True:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            continue
