@@ -69,6 +69,20 @@ class Cut(Exception):
     """Part of a response arrived, then the connection ended."""
 
 
+def wait_listening(port: int, proc: subprocess.Popen, name: str, timeout: float = 10) -> None:
+    """Return once ``port`` accepts connections; raise if ``proc`` dies or
+    ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{name} did not start") from None
+            time.sleep(0.02)
+
+
 async def _read_response(reader: asyncio.StreamReader) -> int:
     """Return the status of a whole response.
 
@@ -151,15 +165,7 @@ def drain_under_load(connections: int = 50, seconds: float = 3.0, signal_after: 
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     run = DrainRun()
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the server did not start")
-                time.sleep(0.02)
+        wait_listening(port, proc, "fastsrv")
         signalled, last_response = asyncio.run(
             _drive(port, connections, seconds, signal_after, proc, run))
         run.exit_status = proc.wait(exit_wait_time + 15)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.drain_under_load import ROOT, _free_port, drain_under_load  # noqa: E402
+from bench.drain_under_load import ROOT, _free_port, drain_under_load, wait_listening  # noqa: E402
 
 SERVERS = {
     "fastsrv": ["{python}", "-m", "fastsrv", "run", "tests.apps.lifecycle:plain", "--port", "{port}",
@@ -77,15 +77,7 @@ def measure(name: str, idle: int) -> Latency:
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     conns: list[socket.socket] = []
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not start")
-                time.sleep(0.02)
+        wait_listening(port, proc, name)
         for _ in range(idle):
             s = _request(port, "/")
             _read_response(s)

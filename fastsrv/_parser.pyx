@@ -75,6 +75,27 @@ class ParseError(Exception):
         self.requests = requests if requests is not None else []
 
 
+cdef inline bint _next_element(const char* v, Py_ssize_t vlen, Py_ssize_t* i,
+                               Py_ssize_t* start, Py_ssize_t* end) noexcept:
+    """The next element of a comma-separated field value (``#rule``,
+    RFC 9110 5.6.1): skip empty elements, trim OWS; False at the end."""
+    cdef Py_ssize_t k = i[0], e
+    while k < vlen and (v[k] == 32 or v[k] == 9 or v[k] == 44):
+        k += 1
+    if k == vlen:
+        i[0] = k
+        return False
+    start[0] = k
+    while k < vlen and v[k] != 44:
+        k += 1
+    i[0] = k
+    e = k
+    while e > start[0] and (v[e - 1] == 32 or v[e - 1] == 9):
+        e -= 1
+    end[0] = e
+    return True
+
+
 cdef inline bint _ieq(const char* p, const char* lower, Py_ssize_t n):
     """Case-insensitive compare of ``p`` with the lower-case ``lower``."""
     cdef Py_ssize_t i
@@ -354,7 +375,7 @@ cdef class RequestParser:
         cdef Py_ssize_t nlen = s.name_len
         cdef const char* v = p + s.value_start
         cdef Py_ssize_t vlen = s.value_len
-        cdef Py_ssize_t i, k, tstart, tend
+        cdef Py_ssize_t i, k, tstart = 0, tend = 0
         cdef int64_t value
         if nlen == 4 and _ieq(name, b"host", 4):
             self.host_count += 1
@@ -393,17 +414,7 @@ cdef class RequestParser:
         elif nlen == 17 and _ieq(name, b"transfer-encoding", 17):
             self.has_te = True
             i = 0
-            while i < vlen:
-                while i < vlen and (v[i] == 32 or v[i] == 9 or v[i] == 44):
-                    i += 1
-                if i == vlen:
-                    break
-                tstart = i
-                while i < vlen and v[i] != 44:
-                    i += 1
-                tend = i
-                while tend > tstart and (v[tend - 1] == 32 or v[tend - 1] == 9):
-                    tend -= 1
+            while _next_element(v, vlen, &i, &tstart, &tend):
                 if tend - tstart == 7 and _ieq(v + tstart, b"chunked", 7):
                     if te_chunked_seen[0]:
                         return self.fail(400, "chunked applied more than once")
@@ -418,15 +429,7 @@ cdef class RequestParser:
                     te_chunked_final[0] = False
         elif nlen == 10 and _ieq(name, b"connection", 10):
             i = 0
-            while i < vlen:
-                while i < vlen and (v[i] == 32 or v[i] == 9 or v[i] == 44):
-                    i += 1
-                tstart = i
-                while i < vlen and v[i] != 44:
-                    i += 1
-                tend = i
-                while tend > tstart and (v[tend - 1] == 32 or v[tend - 1] == 9):
-                    tend -= 1
+            while _next_element(v, vlen, &i, &tstart, &tend):
                 if tend - tstart == 5 and _ieq(v + tstart, b"close", 5):
                     self.conn_close = True
                 elif tend - tstart == 10 and _ieq(v + tstart, b"keep-alive", 10):
@@ -436,17 +439,7 @@ cdef class RequestParser:
         elif nlen == 6 and _ieq(name, b"expect", 6):
             # Expect = #expectation; empty list elements are ignored (RFC 9110 5.6.1.2)
             i = 0
-            while i < vlen:
-                while i < vlen and (v[i] == 32 or v[i] == 9 or v[i] == 44):
-                    i += 1
-                if i == vlen:
-                    break
-                tstart = i
-                while i < vlen and v[i] != 44:
-                    i += 1
-                tend = i
-                while tend > tstart and (v[tend - 1] == 32 or v[tend - 1] == 9):
-                    tend -= 1
+            while _next_element(v, vlen, &i, &tstart, &tend):
                 if not (tend - tstart == 12 and _ieq(v + tstart, b"100-continue", 12)):
                     return self.fail(417, "unsupported expectation")
                 # an HTTP/1.0 client cannot be sent a 1xx (RFC 9110 10.1.1)

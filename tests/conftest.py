@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,22 @@ import fastsrv
 from fastsrv import Server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Calls:
+    """Handler invocations, counted across the server thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.names: list[str] = []
+
+    def add(self, name: str) -> None:
+        with self.lock:
+            self.names.append(name)
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.names)
 
 
 class ThreadServer:

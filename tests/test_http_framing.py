@@ -22,26 +22,12 @@ from fastsrv import App, BodyError, Response, StreamingResponse
 from fastsrv._core import Route, debug_counters
 from fastsrv._parser import RequestParser
 
+from conftest import Calls
+
 PAUSE = 0.002  # between the two halves of a split request
 
 
 # ---- the app under test -------------------------------------------------
-
-
-class Calls:
-    """Handler invocations, counted across the server thread."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.names: list[str] = []
-
-    def add(self, name: str) -> None:
-        with self.lock:
-            self.names.append(name)
-
-    def __len__(self) -> int:
-        with self.lock:
-            return len(self.names)
 
 
 def _describe(request, body: bytes) -> dict:

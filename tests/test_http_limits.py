@@ -16,22 +16,10 @@ import pytest
 
 from fastsrv import App, BodyError
 
+from conftest import Calls
+
 EARLIEST = 0.8
 LATEST = 3.5
-
-
-class Calls:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.names: list[str] = []
-
-    def add(self, name: str) -> None:
-        with self.lock:
-            self.names.append(name)
-
-    def __len__(self) -> int:
-        with self.lock:
-            return len(self.names)
 
 
 def make_app() -> tuple[App, Calls]:
