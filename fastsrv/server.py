@@ -99,12 +99,15 @@ class Server:
         self.registry: Optional[ConnectionRegistry] = None
         self.sockets: list[socket.socket] = []
         self._listeners: list[asyncio.AbstractServer] = []
-        self._stop: Optional[asyncio.Future[str]] = None
-        self._force: Optional[asyncio.Future[None]] = None
-        self._stopped: Optional[asyncio.Event] = None
+        self._serving = False
         self._prev_handlers: dict[int, Any] = {}
         self._waiter_task: Optional[asyncio.Task[Any]] = None
         self._exit_wait_time = self.config.exit_wait_time
+
+    # made by serve(): a stop was asked for (its mode), a forced stop, the end
+    _stop: "asyncio.Future[str]"
+    _force: "asyncio.Future[None]"
+    _stopped: asyncio.Event
 
     # ---- public API ----
 
@@ -115,8 +118,9 @@ class Server:
 
     async def serve(self) -> int:
         """Start, serve until told to stop, shut down; return the exit status."""
-        if self._stop is not None:
+        if self._serving:
             raise ServerStateError("serve() can only be called once per Server")
+        self._serving = True
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()
         self._force = loop.create_future()
@@ -143,7 +147,7 @@ class Server:
         """Run :meth:`startup` unless a stop comes first; None once serving,
         else the exit status."""
         starting = asyncio.ensure_future(self.startup(loop))
-        await asyncio.wait({starting, self._stop}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({starting, self._stop}, return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         if starting.done():
             try:
                 starting.result()
@@ -163,8 +167,11 @@ class Server:
     async def shutdown(self, timeout: Optional[float] = None) -> ShutdownReport:
         """Run the graceful shutdown (as on SIGTERM) and wait for its end.
 
-        ``timeout`` replaces ``exit_wait_time`` for this shutdown."""
-        if self._stopped is None:
+        ``timeout`` replaces ``exit_wait_time`` for this shutdown, unless a
+        shutdown is already under way.  A request handler must not await it
+        (its own request would hold the drain until the deadline): call
+        :meth:`request_stop` there instead."""
+        if not self._serving:
             raise ServerStateError("shutdown() needs a running serve()")
         if timeout is not None:
             self._exit_wait_time = timeout
@@ -175,7 +182,7 @@ class Server:
     def request_stop(self, mode: str = GRACEFUL, trigger: str = "request") -> None:
         """Ask for a stop; a second request during the drain escalates to an
         immediate one when ``mode`` is immediate."""
-        if self._stop is None:
+        if not self._serving:
             raise ServerStateError("the server is not serving")
         if not self._stop.done():
             self.report.trigger = trigger
@@ -245,6 +252,7 @@ class Server:
     async def drain(self) -> None:
         """Delay, stop accepting, close idle, finish in-flight, run hooks."""
         registry = self.registry
+        assert registry is not None, "drain() runs after a successful startup"
         report = self.report
         t0 = time.monotonic()
         log.info("graceful shutdown started by %s", report.trigger)
@@ -378,7 +386,7 @@ class Server:
     def _on_signal(self, sig: int) -> None:
         """Runs on the loop (not in the C signal handler): decide and record."""
         name = signal.Signals(sig).name
-        draining = self._stop is not None and self._stop.done()
+        draining = self._stop.done()
         if draining:
             if sig in (signal.SIGTERM, signal.SIGINT):
                 self.request_stop(IMMEDIATE, f"second {name}")
@@ -391,8 +399,10 @@ class Server:
             self.request_stop(GRACEFUL, name)
 
     async def _run_signal_waiter(self) -> None:
+        waiter = self.config.signal_waiter
+        assert waiter is not None
         try:
-            mode = await self.config.signal_waiter()
+            mode = await waiter()
         except Exception:
             log.exception("the custom signal waiter failed: stopping immediately")
             mode = IMMEDIATE

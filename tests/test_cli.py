@@ -1,0 +1,35 @@
+"""The ``fastsrv run`` command line."""
+
+import signal
+import subprocess
+import sys
+
+from conftest import RawClient
+
+
+def test_access_log_writes_one_line_per_request(process_server):
+    p = process_server(["fastsrv.demo:app", "--access-log"]).wait_ready()
+    c = RawClient(p.port)
+    for path in ("/", "/nope"):
+        c.send(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        c.read_response()
+    c.close()
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+    log = p.log()
+    assert '127.0.0.1 - "GET / HTTP/1.1" 200' in log
+    assert '127.0.0.1 - "GET /nope HTTP/1.1" 404' in log
+
+
+def test_bad_settings_exit_2_with_the_setting_named():
+    out = subprocess.run([sys.executable, "-m", "fastsrv", "run", "fastsrv.demo:app",
+                          "--hook-timeout", "0"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "hook_timeout must be > 0 seconds" in out.stderr
+
+
+def test_app_reference_without_attribute_is_explained():
+    out = subprocess.run([sys.executable, "-m", "fastsrv", "run", "fastsrv.demo"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "MODULE:ATTR" in out.stderr
