@@ -324,7 +324,7 @@ class Server:
             self.report.cancelled = max(self.report.cancelled, self.registry.active)
         self._release()
         self.report.elapsed_ms = _ms(t0)
-        log.warning("stopped immediately (%s): %d request(s) cut, shutdown hooks not run",
+        log.warning("stopped immediately (%s): %d request(s) cut, no further shutdown hook run",
                     self.report.trigger, self.report.cancelled)
 
     async def _unless_forced(self, aw: Any, timeout: Optional[float]) -> bool:
