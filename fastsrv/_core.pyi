@@ -20,13 +20,14 @@ class ProtocolConfig:
     header_timeout: float
     body_timeout: float
     keepalive_timeout: float
+    write_timeout: float
     body_high_water: int
     pipeline_high_water: int
     access_log: Any
     def __init__(self, limits: Optional[Limits] = ..., header_timeout: float = ...,
                  body_timeout: float = ..., keepalive_timeout: float = ...,
                  body_high_water: int = ..., pipeline_high_water: int = ...,
-                 access_log: Any = ...) -> None: ...
+                 access_log: Any = ..., write_timeout: float = ...) -> None: ...
 
 class Route:
     def __init__(self, handlers: Mapping[str, Callable[[Request], Any]],

@@ -13,6 +13,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.ref cimport PyObject, Py_XDECREF
+from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastsrv._parser cimport (
@@ -53,6 +54,7 @@ cdef enum Deadline:
     DL_IDLE = 1
     DL_HEADER = 2
     DL_BODY = 3
+    DL_WRITE = 4
 
 cdef long long _conn_created = 0
 cdef long long _conn_freed = 0
@@ -81,7 +83,7 @@ class HTTPError(Exception):
         super().__init__(status, detail)
         self.status = status
         self.detail = detail
-        self.headers = headers
+        self.headers = list(headers.items() if isinstance(headers, dict) else headers) if headers else None
 
 
 cdef class ProtocolConfig:
@@ -90,17 +92,19 @@ cdef class ProtocolConfig:
     cdef public double header_timeout
     cdef public double body_timeout
     cdef public double keepalive_timeout
+    cdef public double write_timeout
     cdef public Py_ssize_t body_high_water
     cdef public Py_ssize_t pipeline_high_water
     cdef public object access_log
 
     def __init__(self, Limits limits=None, double header_timeout=10.0, double body_timeout=30.0,
                  double keepalive_timeout=5.0, Py_ssize_t body_high_water=256 * 1024,
-                 Py_ssize_t pipeline_high_water=256 * 1024, access_log=None):
+                 Py_ssize_t pipeline_high_water=256 * 1024, access_log=None, double write_timeout=30.0):
         self.limits = limits if limits is not None else Limits()
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
         self.keepalive_timeout = keepalive_timeout
+        self.write_timeout = write_timeout
         self.body_high_water = body_high_water
         self.pipeline_high_water = pipeline_high_water
         self.access_log = access_log
@@ -154,7 +158,7 @@ cdef class Router:
                 status[0] = 404
                 return None
             route_obj, req._params = match
-        route = <Route>route_obj
+        route = <Route?>route_obj
         handler = route.handlers.get(req.method)
         if handler is None:
             if req.method == "HEAD":
@@ -202,6 +206,10 @@ cdef class _Continue:
 
 async def _resume(coro, first):
     return await _Continue(coro, first)
+
+
+async def _await(awaitable):
+    return await awaitable
 
 
 @cython.final
@@ -452,10 +460,16 @@ cdef class HttpProtocol(ConnectionBase):
             w.set_result(None)
 
     def data_received(self, bytes data):
-        cdef Py_ssize_t consumed, n
-        cdef bytearray b
         if self.closing:
             return
+        try:
+            self.receive(data)
+        except BaseException as exc:
+            self.internal_error(exc)
+
+    cdef int receive(self, bytes data) except -1:
+        cdef Py_ssize_t consumed, n
+        cdef bytearray b
         if self.buf is None or PyByteArray_GET_SIZE(self.buf) == 0:
             n = PyBytes_GET_SIZE(data)
             consumed = self.process(data, PyBytes_AS_STRING(data), n)
@@ -469,6 +483,18 @@ cdef class HttpProtocol(ConnectionBase):
                 del b[:consumed]
         self.flush()
         self.after_io()
+        return 0
+
+    cdef int internal_error(self, object exc) except -1:
+        """A failure inside the core itself: drop what this connection had
+        queued in the shared buffer (it must never reach another client),
+        log it, cut the connection."""
+        shared_buffer().length = 0
+        self.cut()
+        if not isinstance(exc, Exception):
+            raise exc
+        logger.error("internal error on a connection; closing it", exc_info=exc)
+        return 0
 
     def eof_received(self):
         # The client will send nothing more.  A body cut short can never be
@@ -487,14 +513,24 @@ cdef class HttpProtocol(ConnectionBase):
 
     def pause_writing(self):
         self.paused_writing = True
+        if self.deadline_kind != DL_WRITE:
+            self.set_deadline(DL_WRITE, self.config.write_timeout)
 
     def resume_writing(self):
         self.paused_writing = False
-        self._wake_drain()
-        if not self.busy and self.buf:
-            self.resume()
-        else:
-            self.after_io()
+        if self.deadline_kind == DL_WRITE:
+            if self.reading_body:
+                self.set_deadline(DL_BODY, self.config.body_timeout)
+            else:
+                self.deadline_kind = DL_NONE
+        try:
+            self._wake_drain()
+            if not self.busy and self.buf:
+                self.resume()
+            else:
+                self.after_io()
+        except BaseException as exc:
+            self.internal_error(exc)
 
     # ---- parsing and dispatch ----
 
@@ -625,6 +661,17 @@ cdef class HttpProtocol(ConnectionBase):
         return 0
 
     cdef int invoke(self, object handler, Request req) except -1:
+        # each request runs in its own copy of the context: a ContextVar set
+        # by one handler is never seen by another request
+        cdef object ctx = PyContext_CopyCurrent()
+        PyContext_Enter(ctx)
+        try:
+            self.run_handler(handler, req, ctx)
+        finally:
+            PyContext_Exit(ctx)
+        return 0
+
+    cdef int run_handler(self, object handler, Request req, object ctx) except -1:
         cdef PyObject* presult = NULL
         cdef object result, yielded
         cdef PySendResult sr
@@ -639,24 +686,35 @@ cdef class HttpProtocol(ConnectionBase):
                 else:
                     yielded = <object>presult
                     Py_XDECREF(presult)
-                    self.task = self.loop.create_task(_resume(result, yielded))
+                    self.task = self.loop.create_task(_resume(result, yielded), context=ctx)
                     self.task.add_done_callback(self._handler_done)
                     return 0
             self.send_result(result)
         except Exception as exc:
             self.handler_failed(exc)
+        except BaseException as exc:
+            # CancelledError before the first suspension, KeyboardInterrupt...
+            self.cut()
+            if not isinstance(exc, asyncio.CancelledError):
+                raise
         return 0
 
     def _handler_done(self, task):
+        try:
+            self.handler_done(task)
+        except BaseException as exc:
+            self.internal_error(exc)
+
+    cdef int handler_done(self, object task) except -1:
         self.task = None
         if task.cancelled():
             self.cut()
-            return
+            return 0
         exc = task.exception()
         if self.closing:
             if exc is not None and not isinstance(exc, BodyError):
                 logger.error("handler failed after the client went away", exc_info=exc)
-            return
+            return 0
         if exc is not None:
             self.handler_failed(exc)
         else:
@@ -666,6 +724,7 @@ cdef class HttpProtocol(ConnectionBase):
                 self.handler_failed(e)
         self.flush()
         self.resume()
+        return 0
 
     cdef int send_result(self, object result) except -1:
         cdef Response r
@@ -691,6 +750,11 @@ cdef class HttpProtocol(ConnectionBase):
         if isinstance(result, _Future):
             # a handler that asked to run in a Task (eager=False)
             self.task = result
+            self.task.add_done_callback(self._handler_done)
+            return 0
+        if hasattr(result, "__await__"):
+            # an awaitable that is not a plain coroutine (a compiled async def)
+            self.task = self.loop.create_task(_await(result))
             self.task.add_done_callback(self._handler_done)
             return 0
         raise TypeError(f"a handler returned {type(result).__name__}: return a Response, "
@@ -776,7 +840,7 @@ cdef class HttpProtocol(ConnectionBase):
             body = ((exc.detail or "") + "\n").encode() if exc.detail else b""
             try:
                 write_head(out, status, CT_TEXT, exc.headers, len(body), keep, http10, &close_requested)
-            except ValueError as bad:
+            except (ValueError, TypeError) as bad:
                 logger.error("HTTPError(%d) from handler for %s %s has bad headers: %s",
                              status, self.cur.method, self.cur.path, bad)
                 close_requested = False
@@ -907,9 +971,12 @@ cdef class HttpProtocol(ConnectionBase):
             return
         if self.closing:
             return
-        self.response_done(self.stream_status)
-        self.flush()
-        self.resume()
+        try:
+            self.response_done(self.stream_status)
+            self.flush()
+            self.resume()
+        except BaseException as exc:
+            self.internal_error(exc)
 
     cdef void _wake_drain(self):
         cdef object w = self.drain_waiter
@@ -1021,6 +1088,10 @@ cdef class HttpProtocol(ConnectionBase):
             return
         if kind == DL_IDLE:
             self.close()
+        elif kind == DL_WRITE:
+            logger.warning("client %s read nothing for %.0f s: connection cut",
+                           self.client_host(), self.config.write_timeout)
+            self.cut()
         elif kind == DL_HEADER:
             self.reject(408, "Request Timeout: the request head took too long")
         elif kind == DL_BODY and self.paused_reading:

@@ -172,6 +172,8 @@ cdef class RequestParser:
         self.reset()
 
     cdef void reset(self):
+        self.error_status = 0
+        self.error_reason = None
         self.scan_pos = 0
         self.line_start = 0
         self.line_count = 0

@@ -62,7 +62,7 @@ cdef class WriteBuffer:
         cdef char* grown
         if need <= self.capacity:
             return 0
-        cap = self.capacity * 2
+        cap = self.capacity * 2 if self.capacity else 16384
         while cap < need:
             cap *= 2
         grown = <char*>PyMem_Realloc(self.data, cap)
@@ -99,6 +99,7 @@ cdef class WriteBuffer:
         if self.capacity > 1 << 20:
             # do not keep a huge buffer alive after one large response
             PyMem_Free(self.data)
+            self.capacity = 0
             self.data = <char*>PyMem_Malloc(16384)
             if self.data == NULL:
                 raise MemoryError()

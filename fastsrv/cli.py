@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--keepalive-timeout", type=float, default=5.0, metavar="SECONDS")
     run.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS")
     run.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS")
+    run.add_argument("--write-timeout", type=float, default=30.0, metavar="SECONDS",
+                     help="cut a client that reads none of a pending response for this long")
     run.add_argument("--max-connections", type=int, default=0)
     run.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
     return parser
@@ -80,6 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             hook_budget=args.hook_budget, readiness_path=args.readiness_path,
             liveness_path=args.liveness_path, keepalive_timeout=args.keepalive_timeout,
             header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+            write_timeout=args.write_timeout,
             max_connections=args.max_connections, max_body_bytes=args.max_body_bytes,
         )
     except (AppLoadError, ConfigError) as exc:

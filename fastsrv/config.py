@@ -40,6 +40,7 @@ class Config:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     keepalive_timeout: float = 5.0
+    write_timeout: float = 30.0
 
     # lifecycle
     exit_wait_time: float = 5.0
@@ -57,8 +58,8 @@ class Config:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, got {self.port}")
-        for name in ("header_timeout", "body_timeout", "keepalive_timeout", "exit_wait_time",
-                     "shutdown_delay"):
+        for name in ("header_timeout", "body_timeout", "keepalive_timeout", "write_timeout",
+                     "exit_wait_time", "shutdown_delay"):
             value = getattr(self, name)
             if not value >= 0:      # also refuses NaN
                 raise ConfigError(f"{name} must be >= 0 seconds, got {value}")

@@ -206,7 +206,8 @@ class Server:
             raise StartupError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from exc
         pconfig = ProtocolConfig(cfg.limits(), cfg.header_timeout, cfg.body_timeout,
                                  cfg.keepalive_timeout,
-                                 access_log=logging.getLogger("fastsrv.access") if cfg.access_log else None)
+                                 access_log=logging.getLogger("fastsrv.access") if cfg.access_log else None,
+                                 write_timeout=cfg.write_timeout)
         self.registry = registry = ConnectionRegistry(pconfig, cfg.max_connections)
         registry.start(loop)
         router = self.app.router()
