@@ -394,7 +394,6 @@ cdef class HttpProtocol(ConnectionBase):
     cdef bint paused_writing
     cdef bint response_started
     cdef bint keep_alive
-    cdef bint head_request
     cdef bint eof
     cdef int body_error_status
     cdef int stream_status
@@ -599,7 +598,6 @@ cdef class HttpProtocol(ConnectionBase):
         self.cur = req
         self.response_started = False
         self.body_error_status = 0
-        self.head_request = req.is_head
         self.keep_alive = req.keep_alive
         self.deadline_kind = DL_NONE
         handler = self.router.resolve(req, &is_async, &status)
@@ -770,12 +768,13 @@ cdef class HttpProtocol(ConnectionBase):
             return False
         return True
 
-    cdef int write_text(self, WriteBuffer out, int status, str text, bint keep) except -1:
+    cdef int write_text(self, WriteBuffer out, int status, str text, bint keep,
+                        list headers=None) except -1:
         cdef bytes body = text.encode("utf-8")
         cdef bint close_requested = False
-        write_head(out, status, CT_TEXT, None, len(body), keep,
-                   self.cur is not None and self.cur.version == 10, &close_requested)
-        if not self.head_request:
+        write_head(out, status, CT_TEXT, headers, len(body), keep,
+                   self.cur.version == 10, &close_requested)
+        if not self.cur.is_head:
             out.append_bytes(body)
         return 0
 
@@ -796,30 +795,19 @@ cdef class HttpProtocol(ConnectionBase):
             self.write_text(out, 500, "Internal Server Error\n", keep)
             status = 500
         else:
-            if not self.head_request and body_allowed(status):
+            if not self.cur.is_head and body_allowed(status):
                 out.append_bytes(body)
-        if close_requested or not keep:
-            self.keep_alive = False
-        self.response_done(status)
+        self.response_done(status, keep and not close_requested)
         return 0
 
     cdef int respond_error(self, int status, str allow) except -1:
-        cdef WriteBuffer out = shared_buffer()
-        cdef bint close_requested = False
+        """404, or 405 with the methods the path allows."""
         cdef bint keep = self.keep_after_response()
-        cdef bint http10 = self.cur.version == 10
-        cdef bytes body
         if status == 405:
-            body = b"Method Not Allowed\n"
-            write_head(out, 405, CT_TEXT, [("allow", allow)], len(body), keep, http10, &close_requested)
+            self.write_text(shared_buffer(), 405, "Method Not Allowed\n", keep, [("allow", allow)])
         else:
-            body = b"Not Found\n"
-            write_head(out, status, CT_TEXT, None, len(body), keep, http10, &close_requested)
-        if not self.head_request:
-            out.append_bytes(body)
-        if not keep:
-            self.keep_alive = False
-        self.response_done(status)
+            self.write_text(shared_buffer(), status, "Not Found\n", keep, None)
+        self.response_done(status, keep)
         return 0
 
     cdef int handler_failed(self, object exc) except -1:
@@ -845,7 +833,7 @@ cdef class HttpProtocol(ConnectionBase):
                              status, self.cur.method, self.cur.path, bad)
                 close_requested = False
                 write_head(out, status, CT_TEXT, None, len(body), keep, http10, &close_requested)
-            if not self.head_request and body_allowed(status):
+            if not self.cur.is_head and body_allowed(status):
                 out.append_bytes(body)
         elif isinstance(exc, BodyError):
             status = self.body_error_status or 400
@@ -855,13 +843,15 @@ cdef class HttpProtocol(ConnectionBase):
             status = 500
             logger.error("handler for %s %s raised", self.cur.method, self.cur.path, exc_info=exc)
             self.write_text(out, 500, "Internal Server Error\n", keep)
-        if not keep or close_requested:
-            self.keep_alive = False
-        self.response_done(status)
+        self.response_done(status, keep and not close_requested)
         return 0
 
-    cdef int response_done(self, int status) except -1:
+    cdef int response_done(self, int status, bint keep) except -1:
+        """The response to the current request is written (or queued);
+        ``keep``: whether the connection may stay open after it."""
         cdef Request req = self.cur
+        if not keep:
+            self.keep_alive = False
         self.registry.requests_total += 1
         if self.config.access_log is not None:
             self.config.access_log.info('%s - "%s %s HTTP/%s" %d', self.client_host(), req.method,
@@ -899,7 +889,7 @@ cdef class HttpProtocol(ConnectionBase):
         cdef bint http10 = self.cur.version == 10
         cdef bint chunked = not http10
         cdef bint keep = self.keep_after_response() and chunked
-        cdef bint send_body = not self.head_request and body_allowed(resp.status)
+        cdef bint send_body = not self.cur.is_head and body_allowed(resp.status)
         cdef Py_ssize_t mark = out.length
         self.stream_status = resp.status
         try:
@@ -972,7 +962,7 @@ cdef class HttpProtocol(ConnectionBase):
         if self.closing:
             return
         try:
-            self.response_done(self.stream_status)
+            self.response_done(self.stream_status, self.keep_alive)
             self.flush()
             self.resume()
         except BaseException as exc:
