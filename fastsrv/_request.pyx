@@ -136,12 +136,16 @@ cdef class BodyStream:
         return 0
 
     async def read(self):
-        """The next piece of the body; ``b""`` once it has all been read."""
+        """Every body byte received so far and not yet read, as one piece;
+        ``b""`` once the body has all been read."""
         cdef bytes chunk
         while True:
             if self.chunks:
-                chunk = self.chunks.pop(0)
-                self.buffered -= len(chunk)
+                # all at once: popping pieces one by one from the front is
+                # quadratic when a client sends a body as many tiny chunks
+                chunk = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+                self.chunks.clear()
+                self.buffered = 0
                 self.conn.on_body_consumed()
                 return chunk
             if self.complete:
