@@ -115,7 +115,7 @@ class Hooks:
         def register(f: Hook) -> Hook:
             if not callable(f):
                 raise TypeError("a shutdown hook must be callable")
-            if timeout is not None and timeout <= 0:
+            if timeout is not None and not timeout > 0:   # also refuses NaN
                 raise ValueError("a hook timeout must be > 0 seconds")
             self.shutdown.append(ShutdownHook(f, name or _name(f), group, timeout))
             return f
