@@ -13,17 +13,17 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.ref cimport PyObject, Py_XDECREF
-from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
+from cpython.contextvars cimport PyContext_Copy, PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastsrv._parser cimport (
-    RequestParser, Limits, scratch_spans,
+    RequestParser, Limits, HeaderSpan, scratch_spans,
     PARSE_NEED_MORE, PARSE_DONE, PARSE_ERROR, BODY_NONE, BODY_LENGTH,
 )
 from fastsrv._request cimport Request, BodyStream, ConnectionBase, ShutdownSignal
 from fastsrv._response cimport (
     WriteBuffer, Response, StreamingResponse, shared_buffer, write_head, write_simple,
-    content_type_line, body_allowed,
+    write_asgi_head, end_head, content_type_line, body_allowed,
 )
 
 import asyncio
@@ -231,6 +231,8 @@ cdef class ConnectionRegistry:
     cdef object _idle_waiters
     cdef object _closed_waiters
     cdef object _sweeper
+    cdef set tasks
+    cdef object base_context
 
     def __init__(self, ProtocolConfig config=None, Py_ssize_t max_connections=0):
         self.connections = set()
@@ -245,6 +247,10 @@ cdef class ConnectionRegistry:
         self._idle_waiters = []
         self._closed_waiters = []
         self._sweeper = None
+        self.tasks = set()
+        # every request starts from a copy of this context, wherever the
+        # connection happens to be processing it
+        self.base_context = PyContext_CopyCurrent()
 
     @property
     def open(self):
@@ -306,36 +312,54 @@ cdef class ConnectionRegistry:
         await fut
 
     async def wait_closed(self):
-        """Return when every connection is closed (at once if none is open).
+        """Return when every connection is closed and every handler task
+        has ended (at once if that is so already).
 
         During the drain this is the end of in-flight work: a connection
         closes once its last response has been written out, not merely
-        handed to the transport."""
-        if not self.connections:
+        handed to the transport; a handler still running after its client
+        left (or an ASGI app's work after its response) is waited for too."""
+        if not self.connections and not self.tasks:
             return
         fut = self.loop.create_future()
         self._closed_waiters.append(fut)
         await fut
 
+    @property
+    def running_tasks(self):
+        """Handler tasks not yet finished."""
+        return len(self.tasks)
+
     def active_tasks(self):
-        """The running handler tasks of active connections."""
-        cdef HttpProtocol p
-        cdef list tasks = []
-        for p in self.connections:
-            if p.active and p.task is not None and not p.task.done():
-                tasks.append(p.task)
-        return tasks
+        """The handler tasks still running."""
+        return [t for t in self.tasks if not t.done()]
 
     def cancel_active(self):
         """Cancel the handlers of active connections and close those
-        connections; return how many were cut."""
+        connections, then cancel every other handler task still running;
+        return how many requests were cut."""
         cdef HttpProtocol p
         cdef int n = 0
         for p in list(self.connections):
             if p.active:
                 p.cut()
                 n += 1
+        for t in list(self.tasks):
+            if not t.done() and not t.cancelling():
+                t.cancel()
+                n += 1
         return n
+
+    cdef void track(self, object task):
+        self.tasks.add(task)
+        task.add_done_callback(self._untrack)
+
+    def _untrack(self, task):
+        self.tasks.discard(task)
+        if not self.tasks and not self.connections and self._closed_waiters:
+            waiters = self._closed_waiters
+            self._closed_waiters = []
+            _wake_all(waiters)
 
     def close_all(self):
         """Abort every connection (an immediate stop); return how many."""
@@ -366,10 +390,14 @@ cdef class ConnectionRegistry:
             self.closed_total += 1
             if p.active:
                 self.became_idle(p)
-            if not self.connections and self._closed_waiters:
+            if not self.connections and not self.tasks and self._closed_waiters:
                 waiters = self._closed_waiters
                 self._closed_waiters = []
                 _wake_all(waiters)
+
+
+cdef class ASGIApp
+cdef class ASGICycle
 
 
 cdef void _wake_all(list waiters):
@@ -405,6 +433,10 @@ cdef class HttpProtocol(ConnectionBase):
     cdef double deadline
     cdef int deadline_kind
     cdef readonly long long requests
+    cdef ASGIApp asgi
+    cdef ASGICycle cycle
+    cdef bint in_dispatch
+    cdef object server_addr
 
     def __cinit__(self):
         global _conn_created
@@ -414,9 +446,10 @@ cdef class HttpProtocol(ConnectionBase):
         global _conn_freed
         _conn_freed += 1
 
-    def __init__(self, ConnectionRegistry registry, Router router):
+    def __init__(self, ConnectionRegistry registry, Router router, ASGIApp asgi=None):
         self.registry = registry
         self.router = router
+        self.asgi = asgi
         self.config = registry.config
         self.loop = registry.loop
         self.parser = RequestParser(self.config.limits)
@@ -457,6 +490,8 @@ cdef class HttpProtocol(ConnectionBase):
         cdef object w = self.disconnect_waiter
         if w is not None and not w.done():
             w.set_result(None)
+        if self.cycle is not None:
+            self.cycle.wake()
 
     def data_received(self, bytes data):
         if self.closing:
@@ -469,17 +504,21 @@ cdef class HttpProtocol(ConnectionBase):
     cdef int receive(self, bytes data) except -1:
         cdef Py_ssize_t consumed, n
         cdef bytearray b
-        if self.buf is None or PyByteArray_GET_SIZE(self.buf) == 0:
-            n = PyBytes_GET_SIZE(data)
-            consumed = self.process(data, PyBytes_AS_STRING(data), n)
-            if consumed < n and not self.closing:
-                self.buf = bytearray(data[consumed:])
-        else:
-            b = self.buf
-            b += data
-            consumed = self.process(None, PyByteArray_AS_STRING(b), PyByteArray_GET_SIZE(b))
-            if not self.closing:
-                del b[:consumed]
+        self.in_dispatch = True
+        try:
+            if self.buf is None or PyByteArray_GET_SIZE(self.buf) == 0:
+                n = PyBytes_GET_SIZE(data)
+                consumed = self.process(data, PyBytes_AS_STRING(data), n)
+                if consumed < n and not self.closing:
+                    self.buf = bytearray(data[consumed:])
+            else:
+                b = self.buf
+                b += data
+                consumed = self.process(None, PyByteArray_AS_STRING(b), PyByteArray_GET_SIZE(b))
+                if not self.closing:
+                    del b[:consumed]
+        finally:
+            self.in_dispatch = False
         self.flush()
         self.after_io()
         return 0
@@ -601,6 +640,8 @@ cdef class HttpProtocol(ConnectionBase):
         self.keep_alive = req.keep_alive
         self.deadline_kind = DL_NONE
         handler = self.router.resolve(req, &is_async, &status)
+        if handler is None and self.asgi is not None:
+            is_async = True     # an ASGI app reads the body as it comes
         if parser.body_kind == BODY_NONE:
             parser.reset()
         elif parser.body_kind == BODY_LENGTH and n - pos >= parser.remaining:
@@ -619,10 +660,12 @@ cdef class HttpProtocol(ConnectionBase):
                     self.cur_stream.continue_pending = False
                     self.send_continue()
                 return pos
-        if handler is None:
-            self.respond_error(status, self.router.last_allow)
-        else:
+        if handler is not None:
             self.invoke(handler, req)
+        elif self.asgi is not None:
+            self.start_asgi(req)
+        else:
+            self.respond_error(status, self.router.last_allow)
         return pos
 
     cdef int body_complete(self) except -1:
@@ -661,13 +704,94 @@ cdef class HttpProtocol(ConnectionBase):
     cdef int invoke(self, object handler, Request req) except -1:
         # each request runs in its own copy of the context: a ContextVar set
         # by one handler is never seen by another request
-        cdef object ctx = PyContext_CopyCurrent()
+        cdef object ctx = PyContext_Copy(self.registry.base_context)
         PyContext_Enter(ctx)
         try:
             self.run_handler(handler, req, ctx)
         finally:
             PyContext_Exit(ctx)
         return 0
+
+    cdef int start_asgi(self, Request req) except -1:
+        cdef ASGICycle cycle
+        cdef object ctx
+        if req.upgrade and _wants_websocket(req):
+            self.keep_alive = False
+            self.write_text(shared_buffer(), 501,
+                            "WebSocket is not supported by this server: serve WebSocket "
+                            "endpoints from a server that speaks it\n", False)
+            self.response_done(501, False)
+            return 0
+        cycle = ASGICycle.new(self, req, self.cur_stream if self.reading_body else None)
+        self.cycle = cycle
+        ctx = PyContext_Copy(self.registry.base_context)
+        PyContext_Enter(ctx)
+        try:
+            self.run_asgi(cycle, ctx)
+        finally:
+            PyContext_Exit(ctx)
+        return 0
+
+    cdef int run_asgi(self, ASGICycle cycle, object ctx) except -1:
+        cdef PyObject* presult = NULL
+        cdef object coro, yielded, task
+        cdef PySendResult sr
+        try:
+            coro = self.asgi.app(self.asgi.scope(cycle.req, self), cycle.receive, cycle.send)
+            if self.asgi.eager and type(coro) is CoroutineType:
+                sr = PyIter_Send(coro, None, &presult)
+                if sr == PYGEN_RETURN:
+                    Py_XDECREF(presult)
+                    cycle.returned()
+                    return 0
+                yielded = <object>presult
+                Py_XDECREF(presult)
+                task = self.loop.create_task(_resume(coro, yielded), context=ctx)
+            elif type(coro) is CoroutineType:
+                task = self.loop.create_task(coro, context=ctx)
+            else:
+                task = self.loop.create_task(_await(coro), context=ctx)
+            cycle.task = task
+            self.registry.track(task)
+            task.add_done_callback(cycle._done)
+        except Exception as exc:
+            cycle.failed(exc)
+        except BaseException as exc:
+            self.cut()
+            if not isinstance(exc, asyncio.CancelledError):
+                raise
+        return 0
+
+    cdef int after_response(self) except -1:
+        """An ASGI response completed: outside the read callback (in the
+        app's Task) write it out and carry on with the connection."""
+        if self.in_dispatch or self.closing:
+            return 0
+        self.flush()
+        if self.buf is not None and PyByteArray_GET_SIZE(self.buf):
+            # pipelined requests: parsed outside the app's Task and context
+            self.loop.call_soon(self._resume_later, context=self.registry.base_context)
+        else:
+            self.after_io()
+        return 0
+
+    def _resume_later(self):
+        try:
+            self.resume()
+        except BaseException as exc:
+            self.internal_error(exc)
+
+    cdef object server_address(self):
+        if self.server_addr is None and self.transport is not None:
+            addr = self.transport.get_extra_info("sockname")
+            self.server_addr = tuple(addr[:2]) if isinstance(addr, tuple) else None
+        return self.server_addr
+
+    cdef object client_address(self):
+        if self.peer is None and self.transport is not None:
+            peer = self.transport.get_extra_info("peername")
+            self.peer = tuple(peer[:2]) if isinstance(peer, tuple) else None
+        return self.peer
 
     cdef int run_handler(self, object handler, Request req, object ctx) except -1:
         cdef PyObject* presult = NULL
@@ -685,6 +809,7 @@ cdef class HttpProtocol(ConnectionBase):
                     yielded = <object>presult
                     Py_XDECREF(presult)
                     self.task = self.loop.create_task(_resume(result, yielded), context=ctx)
+                    self.registry.track(self.task)
                     self.task.add_done_callback(self._handler_done)
                     return 0
             self.send_result(result)
@@ -735,6 +860,7 @@ cdef class HttpProtocol(ConnectionBase):
             return self.send_response(200, CT_OCTET, None, <bytes>result)
         if type(result) is StreamingResponse:
             self.task = self.loop.create_task(self.stream_body(<StreamingResponse>result))
+            self.registry.track(self.task)
             self.task.add_done_callback(self._stream_done)
             return 0
         if result is None:
@@ -748,11 +874,13 @@ cdef class HttpProtocol(ConnectionBase):
         if isinstance(result, _Future):
             # a handler that asked to run in a Task (eager=False)
             self.task = result
+            self.registry.track(self.task)
             self.task.add_done_callback(self._handler_done)
             return 0
         if hasattr(result, "__await__"):
             # an awaitable that is not a plain coroutine (a compiled async def)
             self.task = self.loop.create_task(_await(result))
+            self.registry.track(self.task)
             self.task.add_done_callback(self._handler_done)
             return 0
         raise TypeError(f"a handler returned {type(result).__name__}: return a Response, "
@@ -992,7 +1120,11 @@ cdef class HttpProtocol(ConnectionBase):
         if self.closing:
             return 0
         if b is not None and PyByteArray_GET_SIZE(b) and not self.busy and not self.paused_writing:
-            consumed = self.process(None, PyByteArray_AS_STRING(b), PyByteArray_GET_SIZE(b))
+            self.in_dispatch = True
+            try:
+                consumed = self.process(None, PyByteArray_AS_STRING(b), PyByteArray_GET_SIZE(b))
+            finally:
+                self.in_dispatch = False
             if not self.closing:
                 del b[:consumed]
             self.flush()
@@ -1065,10 +1197,8 @@ cdef class HttpProtocol(ConnectionBase):
         return 0
 
     cdef object client_host(self):
-        if self.peer is None and self.transport is not None:
-            peer = self.transport.get_extra_info("peername")
-            self.peer = tuple(peer[:2]) if peer else None
-        return self.peer[0] if self.peer else "-"
+        cdef object peer = self.client_address()
+        return peer[0] if peer else "-"
 
     def on_timeout(self):
         """Called by the registry's sweep when this connection's deadline passed."""
@@ -1111,6 +1241,11 @@ cdef class HttpProtocol(ConnectionBase):
         """Cancel the running handler and drop the connection now."""
         if self.task is not None and not self.task.done():
             self.task.cancel()
+        if self.cycle is not None and self.cycle.task is not None and not self.cycle.task.done():
+            self.cycle.task.cancel()
         self.closing = True
         if self.transport is not None:
             self.transport.abort()
+
+
+include "_asgi.pxi"

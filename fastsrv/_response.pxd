@@ -9,6 +9,7 @@ cdef class WriteBuffer:
     cdef int append(self, const char* p, Py_ssize_t n) except -1
     cdef int append_bytes(self, bytes b) except -1
     cdef int append_int(self, long long v) except -1
+    cdef int append_int_hex(self, long long v) except -1
     cdef bytes take(self)
 
 
@@ -34,5 +35,8 @@ cdef bytes content_type_line(str content_type)
 cdef int write_head(WriteBuffer out, int status, bytes ctype_line, list headers,
                     long long content_length, bint keep_alive, bint http10,
                     bint* close_requested) except -1
+cdef int end_head(WriteBuffer out, long long content_length, bint keep_alive, bint http10) except -1
+cdef int write_asgi_head(WriteBuffer out, int status, object headers,
+                         long long* declared_length, bint* close_requested) except -1
 cdef int write_simple(WriteBuffer out, int status, str text, bint keep_alive) except -1
 cdef bint body_allowed(int status)

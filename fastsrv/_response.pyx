@@ -93,6 +93,17 @@ cdef class WriteBuffer:
             v //= 10
         return self.append(tmp + i, 24 - i)
 
+    cdef int append_int_hex(self, long long v) except -1:
+        cdef char tmp[24]
+        cdef int i = 24
+        if v == 0:
+            return self.append(b"0", 1)
+        while v > 0:
+            i -= 1
+            tmp[i] = b"0123456789abcdef"[v & 15]
+            v >>= 4
+        return self.append(tmp + i, 24 - i)
+
     cdef bytes take(self):
         cdef bytes out = PyBytes_FromStringAndSize(self.data, self.length)
         self.length = 0
@@ -255,22 +266,152 @@ cdef int write_head(WriteBuffer out, int status, bytes ctype_line, list headers,
             out.append(b": ", 2)
             out.append_bytes(<bytes>extra[i + 1])
             out.append(b"\r\n", 2)
-    if content_length >= 0:
+    if content_length >= 0 and not body_allowed(status):
         # never for 1xx/204 (RFC 9110 8.6); for 304 only the application's own
-        if body_allowed(status):
-            out.append(b"content-length: ", 16)
-            out.append_int(content_length)
-            out.append(b"\r\n", 2)
+        content_length = -2
+    end_head(out, content_length, keep_alive and not close_requested[0], http10)
+    return 0
+
+
+cdef int end_head(WriteBuffer out, long long content_length, bint keep_alive, bint http10) except -1:
+    """The framing, Date and Connection lines and the blank line that end a
+    head.  ``content_length`` >= 0 writes Content-Length; -1 the chunked
+    coding; -2 neither."""
+    if content_length >= 0:
+        out.append(b"content-length: ", 16)
+        out.append_int(content_length)
+        out.append(b"\r\n", 2)
     elif content_length == -1:
         out.append(b"transfer-encoding: chunked\r\n", 28)
     out.append_bytes(date_line())
-    if not keep_alive or close_requested[0]:
+    if not keep_alive:
         out.append(b"connection: close\r\n\r\n", 21)
     elif http10:
         out.append(b"connection: keep-alive\r\n\r\n", 26)
     else:
         out.append(b"\r\n", 2)
     return 0
+
+
+cdef inline bint _lower_is(const char* p, Py_ssize_t n, const char* lower, Py_ssize_t m) noexcept:
+    cdef Py_ssize_t i
+    cdef char c
+    if n != m:
+        return False
+    for i in range(n):
+        c = p[i]
+        if 65 <= c <= 90:
+            c += 32
+        if c != lower[i]:
+            return False
+    return True
+
+
+cdef inline bint _has_token_close(const char* p, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t i = 0, start
+    while i < n:
+        while i < n and (p[i] == 32 or p[i] == 9 or p[i] == 44):
+            i += 1
+        start = i
+        while i < n and p[i] != 44 and p[i] != 32 and p[i] != 9:
+            i += 1
+        if _lower_is(p + start, i - start, b"close", 5):
+            return True
+    return False
+
+
+cdef int write_asgi_head(WriteBuffer out, int status, object headers,
+                         long long* declared_length, bint* close_requested) except -1:
+    """The status line and an ASGI application's headers (``(name, value)``
+    bytes pairs), checked as they are copied.  Content-Length is taken out
+    and returned in ``declared_length`` (-1 when absent; kept in the output
+    only for a 304), Transfer-Encoding and Date are left to the server,
+    ``Connection: close`` sets ``close_requested``.  The caller ends the
+    head with :func:`end_head`.  On a bad header nothing is written and
+    :class:`InvalidResponseHeader` is raised."""
+    cdef Py_ssize_t mark = out.length, i, nlen, vlen
+    cdef const char* n
+    cdef const char* v
+    cdef object item, name, value
+    cdef long long cl
+    declared_length[0] = -1
+    out.append_bytes(status_line(status))
+    try:
+        for item in headers:
+            if type(item) is tuple or type(item) is list:
+                if len(item) != 2:
+                    raise InvalidResponseHeader(f"an ASGI header must be a (name, value) pair, got {item!r}")
+                name = item[0]
+                value = item[1]
+            else:
+                name, value = item
+            if type(name) is not bytes:
+                if not isinstance(name, (bytes, bytearray)):
+                    raise InvalidResponseHeader(
+                        f"ASGI header names are bytes, got {type(name).__name__} {name!r}")
+                name = bytes(name)
+            if type(value) is not bytes:
+                if not isinstance(value, (bytes, bytearray)):
+                    raise InvalidResponseHeader(
+                        f"ASGI header values are bytes, got {type(value).__name__} {value!r}")
+                value = bytes(value)
+            n = PyBytes_AS_STRING(name)
+            nlen = PyBytes_GET_SIZE(name)
+            v = PyBytes_AS_STRING(value)
+            vlen = PyBytes_GET_SIZE(value)
+            if nlen == 0:
+                raise InvalidResponseHeader("empty header name")
+            for i in range(nlen):
+                if not NAME_OK[<unsigned char>n[i]]:
+                    raise InvalidResponseHeader(f"invalid character {chr(<unsigned char>n[i])!r} "
+                                                f"in header name {name!r}")
+            for i in range(vlen):
+                if not VALUE_OK[<unsigned char>v[i]]:
+                    raise InvalidResponseHeader(
+                        f"control character {<unsigned char>v[i]:#04x} in header value {value!r}: "
+                        "CR, LF and NUL are never sent")
+            if nlen == 14 and _lower_is(n, nlen, b"content-length", 14):
+                cl = _parse_length(v, vlen)
+                if cl < 0:
+                    raise InvalidResponseHeader(f"Content-Length {value!r} is not a number of bytes")
+                if declared_length[0] >= 0 and declared_length[0] != cl:
+                    raise InvalidResponseHeader("two different Content-Length headers")
+                declared_length[0] = cl
+                if status != 304:
+                    continue
+            elif nlen == 17 and _lower_is(n, nlen, b"transfer-encoding", 17):
+                continue
+            elif nlen == 4 and _lower_is(n, nlen, b"date", 4):
+                continue
+            elif nlen == 10 and _lower_is(n, nlen, b"connection", 10):
+                if _has_token_close(v, vlen):
+                    close_requested[0] = True
+                continue
+            out.append(n, nlen)
+            out.append(b": ", 2)
+            out.append(v, vlen)
+            out.append(b"\r\n", 2)
+    except BaseException:
+        out.length = mark
+        raise
+    return 0
+
+
+cdef long long _parse_length(const char* v, Py_ssize_t n) noexcept:
+    cdef long long value = 0
+    cdef Py_ssize_t i = 0
+    while n and (v[n - 1] == 32 or v[n - 1] == 9):
+        n -= 1
+    while i < n and (v[i] == 32 or v[i] == 9):
+        i += 1
+    if i == n or n - i > 18:
+        return -1
+    while i < n:
+        if not (48 <= v[i] <= 57):
+            return -1
+        value = value * 10 + (v[i] - 48)
+        i += 1
+    return value
 
 
 cdef int write_simple(WriteBuffer out, int status, str text, bint keep_alive) except -1:

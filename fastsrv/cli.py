@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any, Optional, Sequence
 
-from fastsrv.config import SIGNAL_POLICIES, Config
+from fastsrv.config import EAGER_MODES, INTERFACES, LIFESPAN_MODES, SIGNAL_POLICIES, Config
 from fastsrv.errors import AppLoadError, ConfigError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -33,8 +33,8 @@ def load_app(spec: str, app_dir: str = ".") -> Any:
             obj = getattr(obj, part)
     except AttributeError:
         raise AppLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not hasattr(obj, "router"):
-        raise AppLoadError(f"{spec} is a {type(obj).__name__}, not a fastsrv App")
+    if not callable(obj) and not hasattr(obj, "router"):
+        raise AppLoadError(f"{spec} is a {type(obj).__name__}: neither a fastsrv App nor an ASGI application")
     return obj
 
 
@@ -42,7 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastsrv", description="A fast HTTP/1.1 server for Python.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve an app", description="Serve MODULE:ATTR.")
-    run.add_argument("app", help="the app to serve, as MODULE:ATTR")
+    run.add_argument("app", help="the app to serve, as MODULE:ATTR (a fastsrv App or an ASGI app)")
+    run.add_argument("--interface", default="auto", choices=INTERFACES,
+                     help="how to call the app: a fastsrv App (native) or ASGI; auto tells them apart")
+    run.add_argument("--lifespan", default="auto", choices=LIFESPAN_MODES,
+                     help="ASGI lifespan: on requires it, auto uses it when the app supports it")
+    run.add_argument("--root-path", default="", metavar="PATH",
+                     help="ASGI root_path: the prefix the app is mounted under behind a proxy (e.g. /api)")
+    run.add_argument("--asgi-eager", default="auto", choices=EAGER_MODES,
+                     help="run ASGI requests in place until they first suspend (on), in a Task "
+                          "from the first line (off), or decide by whether the app uses anyio (auto)")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--app-dir", default=".", help="directory added to sys.path (default: .)")
@@ -84,12 +93,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             header_timeout=args.header_timeout, body_timeout=args.body_timeout,
             write_timeout=args.write_timeout,
             max_connections=args.max_connections, max_body_bytes=args.max_body_bytes,
+            interface=args.interface, lifespan=args.lifespan, root_path=args.root_path,
+            asgi_eager=args.asgi_eager,
         )
+        from fastsrv.server import Server
+        server = Server(app, config)
     except (AppLoadError, ConfigError) as exc:
         log.error("%s", exc)
         return 2
-    from fastsrv.server import run as run_server
-    return run_server(app, config)
+    from fastsrv.server import run_on_uvloop
+    return run_on_uvloop(server.serve())
 
 
 def exit_now(status: int) -> None:

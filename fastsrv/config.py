@@ -10,6 +10,9 @@ from fastsrv._parser import Limits
 from fastsrv.errors import ConfigError
 
 SIGNAL_POLICIES = ("graceful", "legacy")
+INTERFACES = ("auto", "native", "asgi")
+LIFESPAN_MODES = ("auto", "on", "off")
+EAGER_MODES = ("auto", "on", "off")
 
 SignalWaiter = Callable[[], Awaitable[str]]
 
@@ -55,6 +58,12 @@ class Config:
 
     access_log: bool = False
 
+    # ASGI (see fastsrv.asgi)
+    interface: str = "auto"         # auto | native | asgi
+    lifespan: str = "auto"          # auto | on | off
+    root_path: str = ""
+    asgi_eager: str = "auto"        # auto | on | off: run requests in place until they suspend
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, got {self.port}")
@@ -74,6 +83,13 @@ class Config:
             path = getattr(self, name)
             if path is not None and not path.startswith("/"):
                 raise ConfigError(f"{name} must start with '/', got {path!r}")
+        for name, allowed in (("interface", INTERFACES), ("lifespan", LIFESPAN_MODES),
+                              ("asgi_eager", EAGER_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ConfigError(f"root_path must start with '/' and not end with one (e.g. /api), "
+                              f"got {self.root_path!r}")
         if self.max_connections < 0:
             raise ConfigError("max_connections must be >= 0 (0 means no cap)")
         try:

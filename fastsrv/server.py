@@ -26,8 +26,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from fastsrv._core import ConnectionRegistry, HttpProtocol, ProtocolConfig, Route
+from fastsrv._core import ASGIApp, ConnectionRegistry, HttpProtocol, ProtocolConfig, Route, Router
 from fastsrv._response import Response
+from fastsrv.asgi import Lifespan, as_asgi3, detect_interface, wants_task
 from fastsrv.config import Config
 from fastsrv.errors import ServerStateError, StartupError
 from fastsrv.hooks import HookReport, Hooks
@@ -91,9 +92,22 @@ class Server:
         self.app = app
         self.config = replace(config, **settings) if config is not None else Config(**settings)
         self.hooks = Hooks()
-        app_hooks = getattr(app, "hooks", None)
-        if isinstance(app_hooks, Hooks):
-            self.hooks.extend(app_hooks)
+        self.interface = detect_interface(app, self.config.interface)
+        self.asgi: Optional[ASGIApp] = None
+        self.lifespan: Optional[Lifespan] = None
+        if self.interface == "native":
+            app_hooks = getattr(app, "hooks", None)
+            if isinstance(app_hooks, Hooks):
+                self.hooks.extend(app_hooks)
+        else:
+            asgi3 = as_asgi3(app, self.interface)
+            self.lifespan = Lifespan(asgi3, self.config.lifespan)
+            self.asgi = ASGIApp(asgi3, not wants_task(self.config.asgi_eager),
+                                self.config.root_path, self.lifespan.state)
+            # the app's lifespan is one startup and one shutdown hook: after
+            # any hook registered before serve(), under the hook timeout
+            self.hooks.on_startup(self.lifespan.startup)
+            self.hooks.on_shutdown(self.lifespan.shutdown, name="ASGI lifespan shutdown")
         self.state = State.STARTING
         self.report = ShutdownReport()
         self.registry: Optional[ConnectionRegistry] = None
@@ -210,13 +224,18 @@ class Server:
                                  write_timeout=cfg.write_timeout)
         self.registry = registry = ConnectionRegistry(pconfig, cfg.max_connections)
         registry.start(loop)
-        router = self.app.router()
+        router = self.app.router() if self.asgi is None else Router()
         self._add_health_routes(router)
-        listener = await loop.create_server(lambda: HttpProtocol(registry, router), sock=sock,
+        asgi = self.asgi
+        listener = await loop.create_server(lambda: HttpProtocol(registry, router, asgi), sock=sock,
                                             backlog=cfg.backlog)
         self._listeners.append(listener)
         self.sockets = [sock]
         self.state = State.RUNNING
+        if asgi is not None:
+            log.info("ASGI app: %s", "requests run in place until they first suspend" if asgi.eager
+                     else "each request runs in its own Task (the app uses anyio/sniffio, "
+                          "or --asgi-eager off)")
         log.info("serving on http://%s:%d (started in %.1f ms)", *sock.getsockname()[:2], _ms(t0))
 
     def _bind(self) -> socket.socket:

@@ -1,0 +1,411 @@
+# ASGI 3 on the connection core (included into _core.pyx: it shares the
+# connection's internals).
+#
+# One ASGICycle per request: it builds the scope from the parsed head in C,
+# hands the application ``receive`` and ``send``, and turns ``send`` messages
+# into bytes in the shared output buffer.  The head is held back until the
+# first body message, so a response sent in one body message goes out with a
+# Content-Length in one write; a streamed one is chunked.  Like a native
+# handler, the application's coroutine runs in place until it first
+# suspends: a simple app completes with no Task (unless the app needs one
+# from its first line: ``ASGIApp(eager=False)``).
+
+
+class ClientGoneError(ConnectionError):
+    """``send`` was called after the client closed the connection (ASGI
+    spec 2.4: an ``OSError`` subclass).  Stop producing the response."""
+
+
+cdef dict ASGI_SCOPE_VERSION = {"version": "3.0", "spec_version": "2.4"}
+cdef str HTTP_11 = "1.1"
+cdef str HTTP_10 = "1.0"
+cdef str SCHEME_HTTP = "http"
+cdef str T_HTTP = "http"
+cdef str T_START = "http.response.start"
+cdef str T_BODY = "http.response.body"
+cdef str T_REQUEST = "http.request"
+cdef str T_DISCONNECT = "http.disconnect"
+cdef str EXT_SHUTDOWN = "fastsrv.shutdown"
+cdef Py_ssize_t BIG_BODY = 64 * 1024
+
+# header names sent by most clients, lower-cased once: no bytes object is
+# made for them per request
+cdef list _common_names = [
+    b"host", b"user-agent", b"accept", b"accept-encoding", b"accept-language",
+    b"connection", b"content-type", b"content-length", b"cookie", b"origin", b"referer",
+    b"authorization", b"cache-control", b"pragma", b"upgrade", b"transfer-encoding",
+    b"expect", b"te", b"if-none-match", b"if-modified-since", b"x-forwarded-for",
+    b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"x-request-id",
+    b"sec-fetch-site", b"sec-fetch-mode", b"sec-fetch-dest", b"upgrade-insecure-requests",
+]
+
+
+cdef inline bytes _lower_name(const char* p, Py_ssize_t n):
+    cdef bytes known, out
+    cdef const char* k
+    cdef char* o
+    cdef Py_ssize_t i
+    cdef char c
+    cdef bint match
+    for known in _common_names:
+        if PyBytes_GET_SIZE(known) != n:
+            continue
+        k = PyBytes_AS_STRING(known)
+        match = True
+        for i in range(n):
+            c = p[i]
+            if 65 <= c <= 90:
+                c += 32
+            if c != k[i]:
+                match = False
+                break
+        if match:
+            return known
+    out = PyBytes_FromStringAndSize(NULL, n)
+    o = PyBytes_AS_STRING(out)
+    for i in range(n):
+        c = p[i]
+        o[i] = c + 32 if 65 <= c <= 90 else c
+    return out
+
+
+cdef list asgi_headers(Request req):
+    """The request's header fields as ASGI wants them: ``(name, value)``
+    bytes pairs in order, names lower-cased."""
+    cdef const char* base = PyBytes_AS_STRING(req._raw) + req._base
+    cdef list out = []
+    cdef Py_ssize_t k
+    cdef HeaderSpan* s
+    for k in range(req._nspans):
+        s = &req._spans[k]
+        out.append((_lower_name(base + s.name_start, s.name_len),
+                    PyBytes_FromStringAndSize(base + s.value_start, s.value_len)))
+    return out
+
+
+cdef bint _wants_websocket(Request req):
+    cdef const char* base = PyBytes_AS_STRING(req._raw) + req._base
+    cdef Py_ssize_t k
+    cdef HeaderSpan* s
+    for k in range(req._nspans):
+        s = &req._spans[k]
+        if s.name_len == 7 and _lower_name(base + s.name_start, 7) == b"upgrade":
+            if b"websocket" in PyBytes_FromStringAndSize(base + s.value_start, s.value_len).lower():
+                return True
+    return False
+
+
+@cython.final
+cdef class ASGIApp:
+    """An ASGI 3 application as the core runs it.
+
+    ``eager``: run each request's coroutine in place until it first
+    suspends (no Task for an app that never does); ``False`` gives every
+    request a Task from its first line, which code calling
+    ``asyncio.current_task()`` at once (anyio, hence Starlette and FastAPI)
+    needs.  ``root_path`` is prefixed to ``path`` and ``raw_path`` and sent
+    as ``root_path``; ``state`` is the lifespan state, shallow-copied into
+    every request's scope.
+    """
+    cdef readonly object app
+    cdef readonly bint eager
+    cdef readonly str root_path
+    cdef bytes root_path_b
+    cdef public dict state
+
+    def __init__(self, app, bint eager=True, str root_path="", dict state=None):
+        if not callable(app):
+            raise TypeError(f"an ASGI application must be callable, got {type(app).__name__}")
+        if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
+            raise ValueError(f"root_path must start with '/' and not end with one, got {root_path!r}")
+        self.app = app
+        self.eager = eager
+        self.root_path = root_path
+        self.root_path_b = root_path.encode("utf-8")
+        self.state = state if state is not None else {}
+
+    cdef dict scope(self, Request req, HttpProtocol conn):
+        cdef str path = req.path
+        cdef bytes raw_path = req.raw_path
+        if self.root_path:
+            path = self.root_path + path
+            raw_path = self.root_path_b + raw_path
+        return {
+            "type": T_HTTP,
+            "asgi": ASGI_SCOPE_VERSION,
+            "http_version": HTTP_11 if req.version == 11 else HTTP_10,
+            "server": conn.server_address(),
+            "client": conn.peer if conn.peer is not None else conn.client_address(),
+            "scheme": SCHEME_HTTP,
+            "method": req.method,
+            "root_path": self.root_path,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": req.query_string,
+            "headers": asgi_headers(req),
+            "state": self.state.copy(),
+            "extensions": {EXT_SHUTDOWN: conn.shutdown_signal},
+        }
+
+
+@cython.final
+@cython.freelist(64)
+cdef class ASGICycle:
+    """One request/response exchange between the connection and the app."""
+    cdef HttpProtocol conn
+    cdef Request req
+    cdef BodyStream stream
+    cdef object task
+    cdef object waiter
+    cdef object headers
+    cdef int status
+    cdef bint started          # http.response.start received
+    cdef bint head_written     # the head is in the output (no 500 possible now)
+    cdef bint complete         # the final body message was sent
+    cdef bint body_done        # the app has been given the whole body
+    cdef bint chunked
+    cdef bint send_body        # not HEAD, not 1xx/204/304
+    cdef bint keep
+    cdef long long declared
+    cdef long long sent
+
+    @staticmethod
+    cdef ASGICycle new(HttpProtocol conn, Request req, BodyStream stream):
+        cdef ASGICycle c = ASGICycle.__new__(ASGICycle)
+        c.conn = conn
+        c.req = req
+        c.stream = stream
+        c.declared = -1
+        return c
+
+    # ---- receive ----
+
+    async def receive(self):
+        """The next ``http.request`` piece of the body, then
+        ``http.disconnect`` once the client goes away, the body cannot be
+        read (malformed, too large, too slow), or the response is sent."""
+        cdef BodyStream stream = self.stream
+        cdef bytes chunk
+        cdef bint more
+        if not self.body_done:
+            if stream is None:
+                self.body_done = True
+                chunk = self.req._body if self.req._body is not None else b""
+                self.req._body = None
+                return {"type": T_REQUEST, "body": chunk, "more_body": False}
+            try:
+                chunk = await stream.read()
+            except BodyError:
+                self.body_done = True
+                return {"type": T_DISCONNECT}
+            more = not (stream.complete and not stream.chunks)
+            if not more:
+                self.body_done = True
+            return {"type": T_REQUEST, "body": chunk, "more_body": more}
+        if not self.complete and not self.conn.disconnected:
+            self.waiter = self.conn.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return {"type": T_DISCONNECT}
+
+    cdef void wake(self):
+        cdef object w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # ---- send ----
+
+    async def send(self, message):
+        """Take one ``http.response.*`` message; waits while the client is
+        not reading a streamed response.  Raises :class:`ClientGoneError`
+        once the client has gone."""
+        cdef HttpProtocol conn = self.conn
+        cdef object mtype = message["type"]
+        cdef object body
+        cdef bint more
+        if mtype == T_BODY:
+            if not self.started:
+                raise RuntimeError("ASGI: 'http.response.body' sent before 'http.response.start'")
+            if self.complete:
+                raise RuntimeError("ASGI: 'http.response.body' sent after the response was complete")
+            if conn.closing:
+                raise ClientGoneError("the client closed the connection")
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                if not isinstance(body, (bytearray, memoryview)):
+                    raise TypeError(f"ASGI: the body of 'http.response.body' must be bytes, "
+                                    f"got {type(body).__name__}")
+                body = bytes(body)
+            more = message.get("more_body", False)
+            self.write_body(<bytes>body, more)
+            if more and conn.paused_writing and not conn.closing:
+                conn.drain_waiter = conn.loop.create_future()
+                await conn.drain_waiter
+            return
+        if mtype == T_START:
+            if self.started:
+                raise RuntimeError("ASGI: 'http.response.start' sent twice")
+            status = message["status"]
+            if type(status) is not int or not 200 <= <int>status <= 599:
+                raise ValueError(f"ASGI: response status must be an int in 200-599, got {status!r}")
+            self.status = status
+            self.headers = message.get("headers", ())
+            self.started = True
+            return
+        raise RuntimeError(f"ASGI: unexpected message type {mtype!r} for an HTTP response "
+                           "(expected 'http.response.start' or 'http.response.body')")
+
+    cdef int write_head(self, WriteBuffer out, Py_ssize_t first_len, bint more) except -1:
+        cdef HttpProtocol conn = self.conn
+        cdef bint http10 = self.req.version == 10
+        cdef bint close_requested = False
+        cdef bint keep = conn.keep_after_response()
+        cdef long long framing
+        write_asgi_head(out, self.status, self.headers, &self.declared, &close_requested)
+        self.send_body = not self.req.is_head and body_allowed(self.status)
+        if not body_allowed(self.status):
+            framing = -2
+        elif self.declared >= 0:
+            framing = self.declared
+        elif not more and (first_len or not self.req.is_head):
+            # the whole body in one message: its length is known
+            framing = first_len
+        elif self.req.is_head:
+            framing = -2
+        elif http10:
+            framing = -2
+            keep = False     # the body ends when the connection does
+        else:
+            framing = -1
+            self.chunked = True
+        self.keep = keep and not close_requested
+        end_head(out, framing, self.keep, http10)
+        self.head_written = True
+        return 0
+
+    cdef int write_body(self, bytes body, bint more) except -1:
+        cdef HttpProtocol conn = self.conn
+        cdef WriteBuffer out = shared_buffer()
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
+        if not self.head_written:
+            self.write_head(out, n, more)
+        if self.send_body and n:
+            if self.declared >= 0 and self.sent + n > self.declared:
+                logger.error("ASGI app for %s %s sent more than its Content-Length of %d bytes: "
+                             "connection closed", self.req.method, self.req.path, self.declared)
+                self.complete = True
+                conn.flush()
+                conn.cycle = None
+                conn.cut()
+                raise RuntimeError(f"ASGI: response body longer than its Content-Length ({self.declared})")
+            self.sent += n
+            if self.chunked:
+                out.append_int_hex(n)
+                out.append(b"\r\n", 2)
+            if n >= BIG_BODY:
+                conn.flush()
+                conn.transport.write(body)
+            else:
+                out.append_bytes(body)
+            if self.chunked:
+                out.append(b"\r\n", 2)
+        if more:
+            conn.flush()
+            return 0
+        if self.chunked:
+            out.append(b"0\r\n\r\n", 5)
+        if self.send_body and self.declared >= 0 and self.sent < self.declared:
+            logger.error("ASGI app for %s %s sent %d of its Content-Length of %d bytes: connection closed",
+                         self.req.method, self.req.path, self.sent, self.declared)
+            self.keep = False
+        self.finish()
+        return 0
+
+    cdef int finish(self) except -1:
+        """The response is complete: the connection moves on."""
+        cdef HttpProtocol conn = self.conn
+        self.complete = True
+        self.wake()
+        if conn.cycle is self:
+            conn.cycle = None
+        if self.stream is not None and not self.stream.complete:
+            # a receive() still waiting for body bytes ends with a disconnect
+            self.stream.fail(BodyError("the response was sent before the body was read"))
+        conn.response_done(self.status, self.keep)
+        conn.after_response()
+        return 0
+
+    # ---- the app's end ----
+
+    cdef int returned(self) except -1:
+        if self.complete or self.conn.closing:
+            return 0
+        if self.head_written:
+            logger.error("ASGI app for %s %s returned without completing its response: connection closed",
+                         self.req.method, self.req.path)
+            self.complete = True
+            self.conn.flush()
+            self.conn.cycle = None
+            self.conn.close()
+            return 0
+        logger.error("ASGI app for %s %s returned without %s", self.req.method, self.req.path,
+                     "sending the response body" if self.started else "starting a response")
+        return self.answer_error(None)
+
+    cdef int failed(self, object exc) except -1:
+        cdef HttpProtocol conn = self.conn
+        if self.complete:
+            if not isinstance(exc, ClientGoneError):
+                logger.error("ASGI app for %s %s raised after its response was sent",
+                             self.req.method, self.req.path, exc_info=exc)
+            return 0
+        if conn.closing:
+            if not isinstance(exc, (ClientGoneError, BodyError)):
+                logger.error("ASGI app for %s %s raised after the client went away",
+                             self.req.method, self.req.path, exc_info=exc)
+            self.complete = True
+            return 0
+        if self.head_written:
+            logger.error("ASGI app for %s %s raised after its response started: connection closed",
+                         self.req.method, self.req.path, exc_info=exc)
+            self.complete = True
+            conn.flush()
+            conn.cycle = None
+            conn.cut()
+            return 0
+        if not conn.body_error_status:
+            logger.error("Exception in ASGI app for %s %s", self.req.method, self.req.path, exc_info=exc)
+        return self.answer_error(exc)
+
+    cdef int answer_error(self, object exc) except -1:
+        """500 (or the status of a body that could not be read) in place of
+        the response the app did not give."""
+        cdef HttpProtocol conn = self.conn
+        cdef int status = conn.body_error_status or 500
+        cdef bint keep = conn.keep_after_response() and status == 500
+        if status == 500:
+            conn.write_text(shared_buffer(), 500, "Internal Server Error\n", keep)
+        else:
+            conn.write_text(shared_buffer(), status, "the request body could not be read\n", False)
+        self.status = status
+        self.keep = keep
+        self.finish()
+        return 0
+
+    def _done(self, task):
+        self.task = None
+        try:
+            if task.cancelled():
+                if not self.complete and not self.conn.closing:
+                    self.conn.cut()
+                self.complete = True
+                return
+            exc = task.exception()
+            if exc is None:
+                self.returned()
+            else:
+                self.failed(exc)
+        except BaseException as exc:
+            self.conn.internal_error(exc)
