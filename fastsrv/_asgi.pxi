@@ -95,6 +95,14 @@ cdef bint _wants_websocket(Request req):
     return False
 
 
+cdef inline object _field(object message, str key, object default):
+    cdef PyObject* v
+    if type(message) is dict:
+        v = PyDict_GetItem(message, key)
+        return <object>v if v != NULL else default
+    return message.get(key, default)
+
+
 @cython.final
 cdef class ASGIApp:
     """An ASGI 3 application as the core runs it.
@@ -126,26 +134,65 @@ cdef class ASGIApp:
 
     cdef dict scope(self, Request req, HttpProtocol conn):
         cdef str path = req.path
-        cdef bytes raw_path = req.raw_path
+        cdef const char* target = PyBytes_AS_STRING(req._raw) + req._base + req._target_start
+        cdef bytes raw_path, query
+        cdef dict scope
+        if req._path_start >= req._query_start:
+            raw_path = b"/"
+        else:
+            raw_path = PyBytes_FromStringAndSize(target + req._path_start, req._query_start - req._path_start)
+        if req._query_start >= req._target_len:
+            query = b""
+        else:
+            query = PyBytes_FromStringAndSize(target + req._query_start + 1,
+                                              req._target_len - req._query_start - 1)
+        if req._path_start < req._query_start and memchr(
+                target + req._path_start, 37, req._query_start - req._path_start) != NULL:
+            # ASGI paths are text: a %-escape that is not UTF-8 becomes U+FFFD
+            # (the native path keeps it as a surrogate, which cannot be encoded)
+            path = unquote(PyUnicode_DecodeLatin1(PyBytes_AS_STRING(raw_path), PyBytes_GET_SIZE(raw_path), NULL),
+                           encoding="utf-8", errors="replace")
         if self.root_path:
             path = self.root_path + path
             raw_path = self.root_path_b + raw_path
-        return {
-            "type": T_HTTP,
-            "asgi": ASGI_SCOPE_VERSION,
-            "http_version": HTTP_11 if req.version == 11 else HTTP_10,
-            "server": conn.server_address(),
-            "client": conn.peer if conn.peer is not None else conn.client_address(),
-            "scheme": SCHEME_HTTP,
-            "method": req.method,
-            "root_path": self.root_path,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": req.query_string,
-            "headers": asgi_headers(req),
-            "state": self.state.copy(),
-            "extensions": {EXT_SHUTDOWN: conn.shutdown_signal},
-        }
+        if conn.scope_template is None:
+            conn.scope_template = self.connection_template(conn)
+        # a copy of a dict with every key already in place: the keys are
+        # shared, only the values are set (far cheaper than building a
+        # 14-key dict item by item)
+        scope = PyDict_Copy(conn.scope_template)
+        if req.version != 11:
+            scope["http_version"] = HTTP_10
+        scope["method"] = req.method
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query
+        scope["headers"] = asgi_headers(req)
+        scope["state"] = PyDict_Copy(self.state) if self.state else {}
+        scope["extensions"] = ext = {}
+        ext[EXT_SHUTDOWN] = conn.shutdown_signal
+        return scope
+
+    cdef dict connection_template(self, HttpProtocol conn):
+        """The scope fields one connection's requests share."""
+        # filled key by key: a dict grown from empty keeps its str-only key
+        # table, which makes the per-request copies and lookups faster
+        cdef dict t = {}
+        t["type"] = T_HTTP
+        t["asgi"] = ASGI_SCOPE_VERSION
+        t["http_version"] = HTTP_11
+        t["server"] = conn.server_address()
+        t["client"] = conn.client_address()
+        t["scheme"] = SCHEME_HTTP
+        t["method"] = None
+        t["root_path"] = self.root_path
+        t["path"] = None
+        t["raw_path"] = None
+        t["query_string"] = None
+        t["headers"] = None
+        t["state"] = None
+        t["extensions"] = None
+        return t
 
 
 @cython.final
@@ -187,6 +234,8 @@ cdef class ASGICycle:
         cdef BodyStream stream = self.stream
         cdef bytes chunk
         cdef bint more
+        if self.complete:
+            return {"type": T_DISCONNECT}
         if not self.body_done:
             if stream is None:
                 self.body_done = True
@@ -217,43 +266,53 @@ cdef class ASGICycle:
 
     # ---- send ----
 
-    async def send(self, message):
-        """Take one ``http.response.*`` message; waits while the client is
-        not reading a streamed response.  Raises :class:`ClientGoneError`
-        once the client has gone."""
+    def send(self, message):
+        """Take one ``http.response.*`` message; the awaitable returned waits
+        while the client is not reading a streamed response.  Raises
+        :class:`ClientGoneError` once the client has gone.
+
+        Not a coroutine: the work is done at the call, and what is returned
+        is an already-finished future (no coroutine object per message) or,
+        when the client's socket is full, the future of its draining."""
         cdef HttpProtocol conn = self.conn
-        cdef object mtype = message["type"]
+        cdef object mtype = _field(message, "type", None)
         cdef object body
         cdef bint more
-        if mtype == T_BODY:
+        if type(mtype) is not str:
+            raise TypeError(f"ASGI: a message must be a dict with a str 'type', got {message!r}")
+        if <str>mtype == T_BODY:
             if not self.started:
                 raise RuntimeError("ASGI: 'http.response.body' sent before 'http.response.start'")
+            if conn.closing:
+                raise ClientGoneError("the client closed the connection (or the server closed it "
+                                      "after answering for the app)")
             if self.complete:
                 raise RuntimeError("ASGI: 'http.response.body' sent after the response was complete")
-            if conn.closing:
-                raise ClientGoneError("the client closed the connection")
-            body = message.get("body", b"")
+            body = _field(message, "body", b"")
             if type(body) is not bytes:
                 if not isinstance(body, (bytearray, memoryview)):
                     raise TypeError(f"ASGI: the body of 'http.response.body' must be bytes, "
                                     f"got {type(body).__name__}")
                 body = bytes(body)
-            more = message.get("more_body", False)
+            more = _field(message, "more_body", False)
             self.write_body(<bytes>body, more)
             if more and conn.paused_writing and not conn.closing:
                 conn.drain_waiter = conn.loop.create_future()
-                await conn.drain_waiter
-            return
-        if mtype == T_START:
+                return conn.drain_waiter
+            return conn.registry.done_future()
+        if <str>mtype == T_START:
+            if conn.closing:
+                raise ClientGoneError("the client closed the connection (or the server closed it "
+                                      "after answering for the app)")
             if self.started:
                 raise RuntimeError("ASGI: 'http.response.start' sent twice")
-            status = message["status"]
+            status = _field(message, "status", None)
             if type(status) is not int or not 200 <= <int>status <= 599:
                 raise ValueError(f"ASGI: response status must be an int in 200-599, got {status!r}")
             self.status = status
-            self.headers = message.get("headers", ())
+            self.headers = _field(message, "headers", ())
             self.started = True
-            return
+            return conn.registry.done_future()
         raise RuntimeError(f"ASGI: unexpected message type {mtype!r} for an HTTP response "
                            "(expected 'http.response.start' or 'http.response.body')")
 

@@ -13,7 +13,10 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.ref cimport PyObject, Py_XDECREF
+from cpython.dict cimport PyDict_Copy, PyDict_GetItem
 from cpython.contextvars cimport PyContext_Copy, PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+from libc.string cimport memchr
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastsrv._parser cimport (
@@ -30,6 +33,7 @@ import asyncio
 import logging
 import json as _json
 import types
+from urllib.parse import unquote
 
 from fastsrv._request import BodyError, ClientDisconnected
 
@@ -233,6 +237,7 @@ cdef class ConnectionRegistry:
     cdef object _sweeper
     cdef set tasks
     cdef object base_context
+    cdef object _done_future
 
     def __init__(self, ProtocolConfig config=None, Py_ssize_t max_connections=0):
         self.connections = set()
@@ -330,6 +335,19 @@ cdef class ConnectionRegistry:
         """Handler tasks not yet finished."""
         return len(self.tasks)
 
+    def detached_tasks(self):
+        """How many handler tasks run with no active connection waiting on
+        them: work after the response was sent, or for a client that left."""
+        cdef HttpProtocol p
+        cdef set attached = set()
+        for p in self.connections:
+            if p.active:
+                if p.task is not None:
+                    attached.add(p.task)
+                if p.cycle is not None and p.cycle.task is not None:
+                    attached.add(p.cycle.task)
+        return sum([1 for t in self.tasks if not t.done() and t not in attached])
+
     def active_tasks(self):
         """The handler tasks still running."""
         return [t for t in self.tasks if not t.done()]
@@ -349,6 +367,14 @@ cdef class ConnectionRegistry:
                 t.cancel()
                 n += 1
         return n
+
+    cdef object done_future(self):
+        """A finished future of this loop, awaited by whoever needs an
+        awaitable that does not wait."""
+        if self._done_future is None:
+            self._done_future = self.loop.create_future()
+            self._done_future.set_result(None)
+        return self._done_future
 
     cdef void track(self, object task):
         self.tasks.add(task)
@@ -437,6 +463,7 @@ cdef class HttpProtocol(ConnectionBase):
     cdef ASGICycle cycle
     cdef bint in_dispatch
     cdef object server_addr
+    cdef dict scope_template
 
     def __cinit__(self):
         global _conn_created
@@ -699,6 +726,10 @@ cdef class HttpProtocol(ConnectionBase):
             # the response was already written: a second one would answer
             # a request the client never sent
             self.close()
+        elif self.cycle is not None and not self.cycle.head_written:
+            # an ASGI app must not answer an upload that was cut short as if
+            # it had arrived whole: the client gets the error status now
+            self.cycle.answer_error(None)
         return 0
 
     cdef int invoke(self, object handler, Request req) except -1:
@@ -1228,6 +1259,8 @@ cdef class HttpProtocol(ConnectionBase):
                 self.reject(408, "Request Timeout: the request body took too long")
             elif not self.busy:
                 self.close()
+            elif self.cycle is not None and not self.cycle.head_written:
+                self.cycle.answer_error(None)
 
     def close(self):
         """Close once pending writes are flushed."""

@@ -59,6 +59,9 @@ def detect_interface(app: Any, interface: str = "auto") -> str:
         if not _is_native(app):
             raise AppLoadError(f"--interface native needs a fastsrv App, got {type(app).__name__}")
         return "native"
+    if interface == "asgi" and _is_native(app):
+        raise AppLoadError("--interface asgi needs an ASGI application, but this is a fastsrv App: "
+                           "serve it with --interface native (or auto)")
     if not callable(app):
         raise AppLoadError(f"{type(app).__name__} object is neither a fastsrv App nor an ASGI "
                            "application (a callable taking scope, receive, send)")
@@ -138,7 +141,8 @@ class Lifespan:
         if self._reply is not None and not self._reply.done():
             self._reply.set_result(message)
         else:
-            log.warning("ASGI lifespan: unexpected message %r ignored", message.get("type"))
+            # e.g. a lifespan task cancelled by an immediate stop reporting failure
+            log.debug("ASGI lifespan: message %r while none was expected: ignored", message.get("type"))
 
     async def _main(self) -> None:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},
@@ -152,7 +156,8 @@ class Lifespan:
         assert self._inbox is not None and self._task is not None
         self._reply = loop.create_future()
         await self._inbox.put({"type": event})
-        await asyncio.wait({self._reply, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        waiting: set[asyncio.Future[Any]] = {self._reply, self._task}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if self._reply.done():
             return self._reply.result()
         self._reply.cancel()

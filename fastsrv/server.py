@@ -293,8 +293,11 @@ class Server:
         registry.begin_drain()
         report.in_flight = registry.active
         report.idle_closed = registry.close_idle()
-        log.info("closed %d idle connection(s) in %.1f ms; %d request(s) in flight",
-                 report.idle_closed, _ms(step), report.in_flight)
+        background = registry.detached_tasks()
+        log.info("closed %d idle connection(s) in %.1f ms; %d request(s) in flight%s",
+                 report.idle_closed, _ms(step), report.in_flight,
+                 f", {background} handler task(s) still running after their response or client"
+                 if background else "")
 
         # every connection closes once its last response is written out (not
         # merely handed to the transport): that is the end of in-flight work
