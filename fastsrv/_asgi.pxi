@@ -30,37 +30,37 @@ cdef Py_ssize_t BIG_BODY = 64 * 1024
 
 # header names sent by most clients, lower-cased once: no bytes object is
 # made for them per request
-cdef list _common_names = [
+cdef tuple _common_names = (
     b"host", b"user-agent", b"accept", b"accept-encoding", b"accept-language",
     b"connection", b"content-type", b"content-length", b"cookie", b"origin", b"referer",
     b"authorization", b"cache-control", b"pragma", b"upgrade", b"transfer-encoding",
     b"expect", b"te", b"if-none-match", b"if-modified-since", b"x-forwarded-for",
     b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"x-request-id",
     b"sec-fetch-site", b"sec-fetch-mode", b"sec-fetch-dest", b"upgrade-insecure-requests",
-]
+)
+cdef Py_ssize_t _n_common = len(_common_names)
 
 
 cdef inline bytes _lower_name(const char* p, Py_ssize_t n):
-    cdef bytes known, out
+    cdef bytes out
+    cdef PyObject* known
     cdef const char* k
     cdef char* o
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, j
     cdef char c
-    cdef bint match
-    for known in _common_names:
-        if PyBytes_GET_SIZE(known) != n:
+    for j in range(_n_common):
+        known = PyTuple_GET_ITEM(_common_names, j)
+        if PyBytes_GET_SIZE(<object>known) != n:
             continue
-        k = PyBytes_AS_STRING(known)
-        match = True
+        k = PyBytes_AS_STRING(<object>known)
         for i in range(n):
             c = p[i]
             if 65 <= c <= 90:
                 c += 32
             if c != k[i]:
-                match = False
                 break
-        if match:
-            return known
+        else:
+            return <bytes>known
     out = PyBytes_FromStringAndSize(NULL, n)
     o = PyBytes_AS_STRING(out)
     for i in range(n):
@@ -454,6 +454,7 @@ cdef class ASGICycle:
         return 0
 
     def _done(self, task):
+        self.conn.registry.untrack(task)
         self.task = None
         try:
             if task.cancelled():

@@ -14,6 +14,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.ref cimport PyObject, Py_XDECREF
 from cpython.dict cimport PyDict_Copy, PyDict_GetItem
+from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.contextvars cimport PyContext_Copy, PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.string cimport memchr
@@ -377,10 +378,11 @@ cdef class ConnectionRegistry:
         return self._done_future
 
     cdef void track(self, object task):
+        """Count ``task`` as in-flight work; its done callback must call
+        :meth:`untrack` (one callback per task instead of two)."""
         self.tasks.add(task)
-        task.add_done_callback(self._untrack)
 
-    def _untrack(self, task):
+    cdef void untrack(self, object task):
         self.tasks.discard(task)
         if not self.tasks and not self.connections and self._closed_waiters:
             waiters = self._closed_waiters
@@ -854,6 +856,7 @@ cdef class HttpProtocol(ConnectionBase):
         return 0
 
     def _handler_done(self, task):
+        self.registry.untrack(task)
         try:
             self.handler_done(task)
         except BaseException as exc:
@@ -1111,6 +1114,7 @@ cdef class HttpProtocol(ConnectionBase):
             await self.drain_waiter
 
     def _stream_done(self, task):
+        self.registry.untrack(task)
         self.task = None
         if task.cancelled() or task.exception() is not None:
             if not task.cancelled() and not self.closing:
