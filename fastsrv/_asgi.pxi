@@ -95,6 +95,100 @@ cdef bint _wants_websocket(Request req):
     return False
 
 
+@cython.final
+@cython.freelist(32)
+cdef class _StandInTask:
+    """What ``asyncio.current_task()`` returns while a request runs in place.
+
+    Code that asks for its Task from its first line (``asyncio.timeout()``,
+    ``TaskGroup``, ``wait_for`` on Python 3.12) gets this stand-in; when the
+    request first suspends, the real Task that carries it on takes over and
+    every call is forwarded to it (a cancellation asked for before that is
+    applied to it).  Only identity differs: ``current_task()`` returns the
+    stand-in before the first suspension and the Task after it.
+    """
+    cdef object loop
+    cdef object task
+    cdef int cancels
+    cdef object cancel_msg
+    cdef list callbacks
+
+    def cancel(self, msg=None):
+        if self.task is not None:
+            return self.task.cancel(msg)
+        self.cancels += 1
+        self.cancel_msg = msg
+        return True
+
+    def uncancel(self):
+        if self.task is not None:
+            return self.task.uncancel()
+        if self.cancels > 0:
+            self.cancels -= 1
+        return self.cancels
+
+    def cancelling(self):
+        return self.task.cancelling() if self.task is not None else self.cancels
+
+    def done(self):
+        return self.task is not None and self.task.done()
+
+    def cancelled(self):
+        return self.task is not None and self.task.cancelled()
+
+    def get_loop(self):
+        return self.loop
+
+    def get_name(self):
+        return self.task.get_name() if self.task is not None else "fastsrv-request"
+
+    def add_done_callback(self, fn, *, context=None):
+        if self.task is not None:
+            self.task.add_done_callback(fn, context=context)
+        else:
+            if self.callbacks is None:
+                self.callbacks = []
+            self.callbacks.append((fn, context))
+
+    def remove_done_callback(self, fn):
+        if self.task is not None:
+            return self.task.remove_done_callback(fn)
+        cdef int n = 0
+        if self.callbacks:
+            n = len(self.callbacks)
+            self.callbacks = [c for c in self.callbacks if c[0] != fn]
+            n -= len(self.callbacks)
+        return n
+
+    def __repr__(self):
+        return f"<fastsrv request running in place, then {self.task!r}>"
+
+    cdef int bind(self, object task) except -1:
+        self.task = task
+        if self.callbacks:
+            for fn, context in self.callbacks:
+                task.add_done_callback(fn, context=context)
+            self.callbacks = None
+        if self.cancels:
+            task.cancel(self.cancel_msg)
+        return 0
+
+    cdef int finished(self) except -1:
+        """The request completed in place: done callbacks see the stand-in."""
+        if self.callbacks:
+            for fn, context in self.callbacks:
+                self.loop.call_soon(fn, self, context=context)
+            self.callbacks = None
+        return 0
+
+
+cdef object _enter_task = asyncio.tasks._enter_task
+cdef object _leave_task = asyncio.tasks._leave_task
+# which loops have a Task running (a dict up to Python 3.13): checked first,
+# because a refused _enter_task formats an error message
+cdef object _current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
+
+
 cdef inline object _field(object message, str key, object default):
     cdef PyObject* v
     if type(message) is dict:
@@ -120,6 +214,7 @@ cdef class ASGIApp:
     cdef readonly str root_path
     cdef bytes root_path_b
     cdef public dict state
+    cdef dict ext_value
 
     def __init__(self, app, bint eager=True, str root_path="", dict state=None):
         if not callable(app):
@@ -170,8 +265,15 @@ cdef class ASGIApp:
         scope["headers"] = asgi_headers(req)
         scope["state"] = PyDict_Copy(self.state) if self.state else {}
         scope["extensions"] = ext = {}
-        ext[EXT_SHUTDOWN] = conn.shutdown_signal
+        ext[EXT_SHUTDOWN] = self.shutdown_ext(conn)
         return scope
+
+    cdef dict shutdown_ext(self, HttpProtocol conn):
+        # an extension's value is a dict (ASGI); one per server, reused
+        cdef dict ext = self.ext_value
+        if ext is None or ext["signal"] is not conn.shutdown_signal:
+            ext = self.ext_value = {"signal": conn.shutdown_signal}
+        return ext
 
     cdef dict connection_template(self, HttpProtocol conn):
         """The scope fields one connection's requests share."""
@@ -252,11 +354,11 @@ cdef class ASGICycle:
                 self.body_done = True
             return {"type": T_REQUEST, "body": chunk, "more_body": more}
         if not self.complete and not self.conn.disconnected:
-            self.waiter = self.conn.loop.create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+            # one future for every caller: a poll that is cancelled (Starlette's
+            # is_disconnected) must not take it away from a listener
+            if self.waiter is None:
+                self.waiter = self.conn.loop.create_future()
+            await asyncio.shield(self.waiter)
         return {"type": T_DISCONNECT}
 
     cdef void wake(self):
@@ -297,7 +399,8 @@ cdef class ASGICycle:
             more = _field(message, "more_body", False)
             self.write_body(<bytes>body, more)
             if more and conn.paused_writing and not conn.closing:
-                conn.drain_waiter = conn.loop.create_future()
+                if conn.drain_waiter is None or conn.drain_waiter.done():
+                    conn.drain_waiter = conn.loop.create_future()
                 return conn.drain_waiter
             return conn.registry.done_future()
         if <str>mtype == T_START:
@@ -346,7 +449,7 @@ cdef class ASGICycle:
 
     cdef int write_body(self, bytes body, bint more) except -1:
         cdef HttpProtocol conn = self.conn
-        cdef WriteBuffer out = shared_buffer()
+        cdef WriteBuffer out = conn.out()
         cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
         if not self.head_written:
             self.write_head(out, n, more)
@@ -357,7 +460,7 @@ cdef class ASGICycle:
                 self.complete = True
                 conn.flush()
                 conn.cycle = None
-                conn.cut()
+                conn.reset()
                 raise RuntimeError(f"ASGI: response body longer than its Content-Length ({self.declared})")
             self.sent += n
             if self.chunked:
@@ -402,12 +505,13 @@ cdef class ASGICycle:
         if self.complete or self.conn.closing:
             return 0
         if self.head_written:
-            logger.error("ASGI app for %s %s returned without completing its response: connection closed",
+            logger.error("ASGI app for %s %s returned without completing its response: connection cut",
                          self.req.method, self.req.path)
             self.complete = True
-            self.conn.flush()
             self.conn.cycle = None
-            self.conn.close()
+            # a reset, not a clean close: the client must not take a
+            # close-delimited body cut short for a whole one
+            self.conn.reset()
             return 0
         logger.error("ASGI app for %s %s returned without %s", self.req.method, self.req.path,
                      "sending the response body" if self.started else "starting a response")
@@ -425,6 +529,8 @@ cdef class ASGICycle:
                 logger.error("ASGI app for %s %s raised after the client went away",
                              self.req.method, self.req.path, exc_info=exc)
             self.complete = True
+            if conn.cycle is self:
+                conn.cycle = None
             return 0
         if self.head_written:
             logger.error("ASGI app for %s %s raised after its response started: connection closed",
@@ -432,7 +538,7 @@ cdef class ASGICycle:
             self.complete = True
             conn.flush()
             conn.cycle = None
-            conn.cut()
+            conn.reset()
             return 0
         if not conn.body_error_status:
             logger.error("Exception in ASGI app for %s %s", self.req.method, self.req.path, exc_info=exc)
@@ -445,9 +551,9 @@ cdef class ASGICycle:
         cdef int status = conn.body_error_status or 500
         cdef bint keep = conn.keep_after_response() and status == 500
         if status == 500:
-            conn.write_text(shared_buffer(), 500, "Internal Server Error\n", keep)
+            conn.write_text(conn.out(), 500, "Internal Server Error\n", keep)
         else:
-            conn.write_text(shared_buffer(), status, "the request body could not be read\n", False)
+            conn.write_text(conn.out(), status, "the request body could not be read\n", False)
         self.status = status
         self.keep = keep
         self.finish()
@@ -461,6 +567,8 @@ cdef class ASGICycle:
                 if not self.complete and not self.conn.closing:
                     self.conn.cut()
                 self.complete = True
+                if self.conn.cycle is self:
+                    self.conn.cycle = None
                 return
             exc = task.exception()
             if exc is None:

@@ -34,6 +34,8 @@ import asyncio
 import logging
 import json as _json
 import types
+from socket import SOL_SOCKET, SO_LINGER
+from struct import pack as _pack
 from urllib.parse import unquote
 
 from fastsrv._request import BodyError, ClientDisconnected
@@ -61,6 +63,14 @@ cdef enum Deadline:
     DL_BODY = 3
     DL_WRITE = 4
 
+# The connection whose read callback is running: the shared output buffer
+# holds its bytes only.  Anything written for another connection meanwhile
+# (an ASGI app calling a different connection's send, say) goes through
+# _side and is flushed to that connection at once.
+cdef object _dispatching = None
+cdef WriteBuffer _side = WriteBuffer(4096)
+
+cdef bytes _LINGER_RESET = _pack("ii", 1, 0)
 cdef long long _conn_created = 0
 cdef long long _conn_freed = 0
 
@@ -359,12 +369,17 @@ cdef class ConnectionRegistry:
         return how many requests were cut."""
         cdef HttpProtocol p
         cdef int n = 0
+        cdef set cut_tasks = set()
         for p in list(self.connections):
             if p.active:
+                if p.task is not None:
+                    cut_tasks.add(p.task)
+                if p.cycle is not None and p.cycle.task is not None:
+                    cut_tasks.add(p.cycle.task)
                 p.cut()
                 n += 1
         for t in list(self.tasks):
-            if not t.done() and not t.cancelling():
+            if not t.done() and t not in cut_tasks:
                 t.cancel()
                 n += 1
         return n
@@ -390,11 +405,15 @@ cdef class ConnectionRegistry:
             _wake_all(waiters)
 
     def close_all(self):
-        """Abort every connection (an immediate stop); return how many."""
+        """Abort every connection and cancel every handler task still
+        running (an immediate stop); return how many connections."""
         cdef HttpProtocol p
         cdef list left = list(self.connections)
         for p in left:
             p.cut()
+        for t in list(self.tasks):
+            if not t.done():
+                t.cancel()
         return len(left)
 
     cdef inline void became_active(self, HttpProtocol p):
@@ -426,6 +445,7 @@ cdef class ConnectionRegistry:
 
 cdef class ASGIApp
 cdef class ASGICycle
+cdef class _StandInTask
 
 
 cdef void _wake_all(list waiters):
@@ -491,7 +511,7 @@ cdef class HttpProtocol(ConnectionBase):
         self.registry.connections.add(self)
         if (self.registry.max_connections and
                 len(self.registry.connections) > self.registry.max_connections):
-            out = shared_buffer()
+            out = self.out()
             write_simple(out, 503, "server at its connection limit\n", False)
             self.flush()
             self.close()
@@ -533,7 +553,9 @@ cdef class HttpProtocol(ConnectionBase):
     cdef int receive(self, bytes data) except -1:
         cdef Py_ssize_t consumed, n
         cdef bytearray b
+        global _dispatching
         self.in_dispatch = True
+        _dispatching = self
         try:
             if self.buf is None or PyByteArray_GET_SIZE(self.buf) == 0:
                 n = PyBytes_GET_SIZE(data)
@@ -548,6 +570,7 @@ cdef class HttpProtocol(ConnectionBase):
                     del b[:consumed]
         finally:
             self.in_dispatch = False
+            _dispatching = None
         self.flush()
         self.after_io()
         return 0
@@ -556,7 +579,7 @@ cdef class HttpProtocol(ConnectionBase):
         """A failure inside the core itself: drop what this connection had
         queued in the shared buffer (it must never reach another client),
         log it, cut the connection."""
-        shared_buffer().length = 0
+        self.out().length = 0
         self.cut()
         if not isinstance(exc, Exception):
             raise exc
@@ -648,7 +671,7 @@ cdef class HttpProtocol(ConnectionBase):
                 req = Request.new(<bytes>owner, pos, parser, self)
             pos += parser.head_len
             pos = self.start_request(req, p, pos, n)
-            if shared_buffer().length >= self.config.pipeline_high_water:
+            if self.out().length >= self.config.pipeline_high_water:
                 # many pipelined responses: hand them to the transport now so
                 # that a client that does not read pauses us (pause_writing)
                 self.flush()
@@ -750,7 +773,7 @@ cdef class HttpProtocol(ConnectionBase):
         cdef object ctx
         if req.upgrade and _wants_websocket(req):
             self.keep_alive = False
-            self.write_text(shared_buffer(), 501,
+            self.write_text(self.out(), 501,
                             "WebSocket is not supported by this server: serve WebSocket "
                             "endpoints from a server that speaks it\n", False)
             self.response_done(501, False)
@@ -768,18 +791,34 @@ cdef class HttpProtocol(ConnectionBase):
     cdef int run_asgi(self, ASGICycle cycle, object ctx) except -1:
         cdef PyObject* presult = NULL
         cdef object coro, yielded, task
+        cdef _StandInTask stand_in = None
         cdef PySendResult sr
         try:
             coro = self.asgi.app(self.asgi.scope(cycle.req, self), cycle.receive, cycle.send)
             if self.asgi.eager and type(coro) is CoroutineType:
-                sr = PyIter_Send(coro, None, &presult)
+                if _current_tasks is None or self.loop not in _current_tasks:
+                    stand_in = _StandInTask.__new__(_StandInTask)
+                    stand_in.loop = self.loop
+                    try:
+                        _enter_task(self.loop, stand_in)
+                    except RuntimeError:
+                        stand_in = None     # already inside a Task (a test driving us)
+                try:
+                    sr = PyIter_Send(coro, None, &presult)
+                finally:
+                    if stand_in is not None:
+                        _leave_task(self.loop, stand_in)
                 if sr == PYGEN_RETURN:
                     Py_XDECREF(presult)
+                    if stand_in is not None:
+                        stand_in.finished()
                     cycle.returned()
                     return 0
                 yielded = <object>presult
                 Py_XDECREF(presult)
                 task = self.loop.create_task(_resume(coro, yielded), context=ctx)
+                if stand_in is not None:
+                    stand_in.bind(task)
             elif type(coro) is CoroutineType:
                 task = self.loop.create_task(coro, context=ctx)
             else:
@@ -788,6 +827,8 @@ cdef class HttpProtocol(ConnectionBase):
             self.registry.track(task)
             task.add_done_callback(cycle._done)
         except Exception as exc:
+            if stand_in is not None:
+                stand_in.finished()
             cycle.failed(exc)
         except BaseException as exc:
             self.cut()
@@ -803,7 +844,7 @@ cdef class HttpProtocol(ConnectionBase):
         self.flush()
         if self.buf is not None and PyByteArray_GET_SIZE(self.buf):
             # pipelined requests: parsed outside the app's Task and context
-            self.loop.call_soon(self._resume_later, context=self.registry.base_context)
+            self.loop.call_soon(self._resume_later, context=PyContext_Copy(self.registry.base_context))
         else:
             self.after_io()
         return 0
@@ -941,7 +982,7 @@ cdef class HttpProtocol(ConnectionBase):
         return 0
 
     cdef int send_response(self, int status, bytes ctype, list headers, bytes body) except -1:
-        cdef WriteBuffer out = shared_buffer()
+        cdef WriteBuffer out = self.out()
         cdef Py_ssize_t mark = out.length
         cdef bint close_requested = False
         cdef bint keep = self.keep_after_response()
@@ -966,14 +1007,14 @@ cdef class HttpProtocol(ConnectionBase):
         """404, or 405 with the methods the path allows."""
         cdef bint keep = self.keep_after_response()
         if status == 405:
-            self.write_text(shared_buffer(), 405, "Method Not Allowed\n", keep, [("allow", allow)])
+            self.write_text(self.out(), 405, "Method Not Allowed\n", keep, [("allow", allow)])
         else:
-            self.write_text(shared_buffer(), status, "Not Found\n", keep, None)
+            self.write_text(self.out(), status, "Not Found\n", keep, None)
         self.response_done(status, keep)
         return 0
 
     cdef int handler_failed(self, object exc) except -1:
-        cdef WriteBuffer out = shared_buffer()
+        cdef WriteBuffer out = self.out()
         cdef bint close_requested = False
         cdef int status
         if self.response_started or self.closing:
@@ -981,7 +1022,7 @@ cdef class HttpProtocol(ConnectionBase):
                 logger.error("handler for %s %s failed after the response started",
                              self.cur.method if self.cur else "?", self.cur.path if self.cur else "?",
                              exc_info=exc)
-            self.cut()
+            self.reset()
             return 0
         keep = self.keep_after_response()
         http10 = self.cur.version == 10
@@ -1038,7 +1079,7 @@ cdef class HttpProtocol(ConnectionBase):
 
     cdef int reject(self, int status, str reason) except -1:
         """Answer a request that cannot be parsed, then close."""
-        write_simple(shared_buffer(), status, reason + "\n", False)
+        write_simple(self.out(), status, reason + "\n", False)
         self.flush()
         self.close()
         return 0
@@ -1046,7 +1087,7 @@ cdef class HttpProtocol(ConnectionBase):
     # ---- streaming responses ----
 
     async def stream_body(self, StreamingResponse resp):
-        cdef WriteBuffer out = shared_buffer()
+        cdef WriteBuffer out = self.out()
         cdef bint close_requested = False
         cdef bint http10 = self.cur.version == 10
         cdef bint chunked = not http10
@@ -1120,7 +1161,7 @@ cdef class HttpProtocol(ConnectionBase):
             if not task.cancelled() and not self.closing:
                 logger.error("streaming response for %s %s failed", self.cur.method, self.cur.path,
                              exc_info=task.exception())
-            self.cut()
+            self.reset()
             return
         if self.closing:
             return
@@ -1140,8 +1181,14 @@ cdef class HttpProtocol(ConnectionBase):
 
     # ---- I/O helpers ----
 
+    cdef inline WriteBuffer out(self):
+        """Where this connection's output goes until the next flush."""
+        if _dispatching is None or _dispatching is self:
+            return shared_buffer()
+        return _side
+
     cdef int flush(self) except -1:
-        cdef WriteBuffer out = shared_buffer()
+        cdef WriteBuffer out = self.out()
         if out.length:
             data = out.take()
             if self.transport is not None and not self.closing:
@@ -1152,14 +1199,17 @@ cdef class HttpProtocol(ConnectionBase):
         """Carry on after an async response: parse pipelined bytes left."""
         cdef bytearray b = self.buf
         cdef Py_ssize_t consumed
+        global _dispatching
         if self.closing:
             return 0
         if b is not None and PyByteArray_GET_SIZE(b) and not self.busy and not self.paused_writing:
             self.in_dispatch = True
+            _dispatching = self
             try:
                 consumed = self.process(None, PyByteArray_AS_STRING(b), PyByteArray_GET_SIZE(b))
             finally:
                 self.in_dispatch = False
+                _dispatching = None
             if not self.closing:
                 del b[:consumed]
             self.flush()
@@ -1223,6 +1273,8 @@ cdef class HttpProtocol(ConnectionBase):
         return 0
 
     cdef int send_continue(self) except -1:
+        if self.cycle is not None and self.cycle.head_written:
+            return 0    # never an interim response inside a final one
         if not self.closing and not self.response_started:
             # responses to earlier pipelined requests may still be in the
             # shared buffer: they go first, or the client takes this 100 for
@@ -1273,6 +1325,21 @@ cdef class HttpProtocol(ConnectionBase):
             self.deadline_kind = DL_NONE
             if self.transport is not None:
                 self.transport.close()
+
+    cdef int reset(self) except -1:
+        """Cut with a TCP reset: for a response broken off half-way, which
+        the client must not take for a whole one (an HTTP/1.0 body ends
+        with the connection, so a clean close would look complete)."""
+        cdef object sock
+        if self.transport is not None and not self.closing:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(SOL_SOCKET, SO_LINGER, _LINGER_RESET)
+                except OSError:
+                    pass
+        self.cut()
+        return 0
 
     def cut(self):
         """Cancel the running handler and drop the connection now."""

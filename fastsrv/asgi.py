@@ -9,8 +9,8 @@ lifespan protocol as a startup and a shutdown hook, so that an app's
 ``shutdown`` after the drain, under the hook timeout.
 
 Scope extension: every HTTP scope has
-``scope["extensions"]["fastsrv.shutdown"]``, the server's shutdown signal:
-``.is_set`` is true once the graceful shutdown has begun, and
+``scope["extensions"]["fastsrv.shutdown"]["signal"]``, the server's shutdown
+signal: ``.is_set`` is true once the graceful shutdown has begun, and
 ``await signal.wait()`` returns then, so a long poll or an event stream can
 end its response before the exit wait time runs out.
 """
@@ -199,6 +199,13 @@ class Lifespan:
         """Run ``lifespan.shutdown`` (a shutdown hook: its timeout applies).
         Raises when the app reports a failure or fails."""
         if not self.supported or self._task is None:
+            return
+        if self._task.done():
+            # the app's lifespan returned after startup: nothing left to shut
+            # down (an exception it ended with is a failure)
+            exc = None if self._task.cancelled() else self._task.exception()
+            if exc is not None:
+                raise RuntimeError(f"ASGI lifespan ended with {exc!r} before shutdown") from exc
             return
         try:
             reply = await self._exchange("lifespan.shutdown")

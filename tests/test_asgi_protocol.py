@@ -252,7 +252,7 @@ def test_scope_shutdown_extension_lets_a_stream_end_before_the_deadline(serve, c
     seen = Seen()
 
     async def app(scope, receive, send):
-        signal = scope["extensions"]["fastsrv.shutdown"]
+        signal = scope["extensions"]["fastsrv.shutdown"]["signal"]
         seen.add(signal.is_set)
         await send({"type": START, "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         await send({"type": BODY, "body": b"data: hello\n\n", "more_body": True})

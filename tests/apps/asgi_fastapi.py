@@ -121,5 +121,5 @@ async def sleep(ms: int = 1000) -> str:
 
 @app.get("/events")
 async def events(request: Request, limit: int = 600) -> StreamingResponse:
-    shutdown = request.scope["extensions"]["fastsrv.shutdown"]
+    shutdown = request.scope["extensions"]["fastsrv.shutdown"]["signal"]
     return StreamingResponse(event_stream(shutdown, limit), media_type="text/event-stream")

@@ -215,7 +215,7 @@ async def sleep(request: Request) -> PlainTextResponse:
 
 
 async def events(request: Request) -> StreamingResponse:
-    shutdown = request.scope["extensions"]["fastsrv.shutdown"]
+    shutdown = request.scope["extensions"]["fastsrv.shutdown"]["signal"]
     limit = int(request.query_params.get("limit", "600"))
     return StreamingResponse(event_stream(shutdown, limit), media_type="text/event-stream")
 

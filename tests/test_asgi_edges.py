@@ -1,0 +1,176 @@
+"""ASGI edge cases: apps that reach across connections, wait twice, need
+their Task from the first line, or stop half-way through a response.
+
+Every test runs with requests in place (``asgi_eager="on"``), the mode in
+which these cases are hardest; several run in both modes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+import pytest
+
+START = "http.response.start"
+BODY = "http.response.body"
+MODES = ["on", "off"]
+
+
+def recv_for(sock: socket.socket, seconds: float) -> bytes:
+    """Everything that arrives within ``seconds`` (or until the peer closes)."""
+    sock.settimeout(0.05)
+    out = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return out + b"<RESET>"
+        if not chunk:
+            return out + b"<EOF>"
+        out += chunk
+    return out
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+@pytest.mark.parametrize("eager", MODES)
+def test_an_app_sending_on_another_connection_never_mixes_their_bytes(serve, eager: str) -> None:
+    subscribers: list[Any] = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["path"] == "/sub":
+            await send({"type": START, "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+            await send({"type": BODY, "body": b"data: hello\n\n", "more_body": True})
+            subscribers.append(send)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            return
+        # the publisher is answered, then its app writes to every subscriber
+        await send({"type": START, "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": BODY, "body": b"FOR-THE-PUBLISHER-ONLY"})
+        for sub in list(subscribers):
+            await sub({"type": BODY, "body": b"data: event\n\n", "more_body": True})
+
+    port = serve(app, lifespan="off", asgi_eager=eager).port
+    b = connect(port)
+    b.sendall(b"GET /sub HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert b"data: hello" in recv_for(b, 0.5)
+    a = connect(port)
+    a.sendall(b"POST /pub HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+    got_a = recv_for(a, 0.5)
+    got_b = recv_for(b, 0.5)
+    assert got_a.startswith(b"HTTP/1.1 200 OK") and got_a.endswith(b"FOR-THE-PUBLISHER-ONLY"), got_a
+    assert b"PUBLISHER" not in got_b and b"HTTP/1.1" not in got_b, got_b
+    assert got_b == b"d\r\ndata: event\n\n\r\n", got_b
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("eager", MODES)
+def test_no_100_continue_inside_a_response_already_started(serve, eager: str) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": START, "status": 200, "headers": []})
+        await send({"type": BODY, "body": b"reading...\n", "more_body": True})
+        message = await receive()
+        await send({"type": BODY, "body": b"got %d bytes\n" % len(message.get("body", b""))})
+
+    s = connect(serve(app, lifespan="off", asgi_eager=eager).port)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    first = recv_for(s, 0.3)
+    assert first.startswith(b"HTTP/1.1 200 OK"), first
+    s.sendall(b"hello")
+    rest = recv_for(s, 0.5)
+    assert b"100 Continue" not in first + rest, first + rest
+    assert b"got 5 bytes" in rest, rest
+    s.close()
+
+
+@pytest.mark.parametrize("eager", MODES)
+def test_a_cancelled_disconnect_poll_does_not_strand_another_waiter(serve, eager: str) -> None:
+    woken: list[str] = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()                                  # the (empty) body
+
+        async def watcher() -> None:
+            if (await receive())["type"] == "http.disconnect":
+                woken.append("watcher")
+
+        task = asyncio.ensure_future(watcher())
+        await asyncio.sleep(0.01)
+        # a poll, as Starlette's Request.is_disconnected() does: cancelled at once
+        poll = asyncio.ensure_future(receive())
+        await asyncio.sleep(0)
+        poll.cancel()
+        await asyncio.wait({task}, timeout=3)
+        woken.append("app")
+
+    s = connect(serve(app, lifespan="off", asgi_eager=eager).port)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.1)
+    s.close()
+    deadline = time.monotonic() + 3
+    while "app" not in woken and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert woken == ["watcher", "app"]
+
+
+def test_stdlib_code_that_needs_its_task_works_in_place(serve) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        assert asyncio.current_task() is not None
+        async with asyncio.timeout(5):
+            message = await receive()
+        results: list[int] = []
+        async with asyncio.TaskGroup() as group:
+            group.create_task(asyncio.sleep(0))
+            results.append(len(message["body"]))
+        body = b"%d" % results[0]
+        await send({"type": START, "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": BODY, "body": body})
+
+    s = connect(serve(app, lifespan="off", asgi_eager="on").port)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
+    got = recv_for(s, 0.5)
+    assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"\r\n\r\n3"), got
+    s.close()
+
+
+def test_a_timeout_entered_in_place_still_fires_after_the_request_suspends(serve) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        try:
+            async with asyncio.timeout(0.2):
+                await asyncio.sleep(5)          # the request now runs in its Task
+            status = 500
+        except TimeoutError:
+            status = 504
+        await send({"type": START, "status": status, "headers": []})
+        await send({"type": BODY, "body": b""})
+
+    s = connect(serve(app, lifespan="off", asgi_eager="on").port)
+    t0 = time.monotonic()
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    got = recv_for(s, 3)
+    assert got.startswith(b"HTTP/1.1 504") and got.endswith(b"<EOF>"), got
+    assert time.monotonic() - t0 < 1.5
+    s.close()
+
+
+def test_an_http10_stream_cut_short_is_reset_not_closed_cleanly(serve) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": START, "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": BODY, "body": b"part1-", "more_body": True})
+        # returns without the final body message
+
+    s = connect(serve(app, lifespan="off", asgi_eager="on").port)
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    got = recv_for(s, 1.0)
+    assert got.endswith(b"<RESET>"), got
+    s.close()
