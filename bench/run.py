@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """fastsrv benchmark driver.
 
-For every server in the target table (harness/targets.py) and every wrk
-scenario (plain keep-alive, pipelined), start the server pinned to one CPU,
-drive it with wrk pinned to the other, and measure req/s and the server's CPU
-time per request; then measure the RSS it adds per idle keep-alive
-connection.  Writes bench/RESULTS.md, bench/results.png and optionally a JSON
-dump of every run.
+For every server of a suite (harness/suites.py; servers in harness/targets.py)
+and every wrk scenario (plain keep-alive, pipelined), start the server pinned
+to one CPU, drive it with wrk pinned to the other, and measure req/s and the
+server's CPU time per request; then measure the RSS it adds per idle
+keep-alive connection.  Writes the suite's part of bench/RESULTS.md, its chart
+and optionally a JSON dump of every run.
 
-    python bench/run.py                       # fastsrv, floor, uvicorn, nginx
+    python bench/run.py                       # core suite: fastsrv, floor, uvicorn, nginx
+    python bench/run.py --suite asgi          # fastsrv, uvicorn, granian on raw ASGI and Starlette
     python bench/run.py --quick               # smoke test: short runs, 1 run each
     python bench/run.py --servers floor,nginx --runs 5 --duration 15
 """
@@ -32,10 +33,11 @@ from pathlib import Path
 from harness import procs
 from harness.machine import NOT_INSTALLED, describe_machine, python_versions, tool_version
 from harness.memory import measure_idle_memory
-from harness.report import write_chart, write_json, write_markdown
+from harness.report import report_lines, write_chart, write_json, write_markdown
 from harness.results import Run, Scenario, ScenarioResult, ServerResult, server_result_from_json
 from harness.server import ServerError, ServerProcess, running_server
-from harness.targets import BENCH_DIR, DEFAULT_SERVERS, HOST, REPO_DIR, TARGETS, LaunchContext, Target, find_tool
+from harness.suites import SUITES, Suite
+from harness.targets import BENCH_DIR, HOST, REPO_DIR, TARGETS, LaunchContext, Target, find_tool
 from harness.wrk import WrkError, run_wrk, wrk_command
 
 log = logging.getLogger("bench")
@@ -50,6 +52,7 @@ APT_PACKAGES = {"wrk": "wrk", "nginx": "nginx-light", "taskset": "util-linux", "
 class Settings:
     """The resolved command-line options."""
 
+    suite: str
     servers: tuple[str, ...]
     duration: float
     warmup: float
@@ -80,13 +83,20 @@ class Settings:
         )
         return (plain, piped) if self.pipeline > 1 else (plain,)
 
+    @property
+    def suite_spec(self) -> Suite:
+        return SUITES[self.suite]
+
 
 def parse_args(argv: Sequence[str] | None = None) -> Settings:
     """Parse the command line (and set up logging)."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog=f"servers known: {', '.join(TARGETS)}"
     )
-    parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS), help="comma-separated (default: %(default)s)")
+    parser.add_argument("--suite", choices=SUITES, default="core",
+                        help="which comparison: its servers, its report section and chart (default: core); "
+                        + "; ".join(f"{s.name}: {', '.join(s.servers)}" for s in SUITES.values()))
+    parser.add_argument("--servers", default=None, help="comma-separated, instead of the suite's")
     parser.add_argument("--duration", type=float, default=10, help="seconds per measured wrk run (default: 10)")
     parser.add_argument("--warmup", type=float, default=None,
                         help="seconds of the warm-up wrk run (default: 2, quick: 1)")
@@ -95,10 +105,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("--pipeline", type=int, default=16, help="pipelining depth; 1 disables the scenario")
     parser.add_argument("--memory-connections", default="1000,10000",
                         help="idle connection counts, cumulative (default: %(default)s)")
-    parser.add_argument("--skip-memory", action="store_true", help="skip the idle-connection memory scenario")
+    parser.add_argument("--skip-memory", dest="memory", action="store_false", default=None,
+                        help="skip the idle-connection memory scenario (default for the asgi suite)")
+    parser.add_argument("--memory", dest="memory", action="store_true",
+                        help="run the idle-connection memory scenario (default for the core suite)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 s runs, 1 s warm-up, 1 run")
     parser.add_argument("--python", default=sys.executable, help="interpreter for Python servers (default: this one)")
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "RESULTS.md", help="markdown report path")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "RESULTS.md",
+                        help="markdown report; a suite rewrites only its own part of it, the chart goes beside it "
+                        "(default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None, dest="json_path", help="also dump every run as JSON here")
     parser.add_argument("--server-cpu", type=int, default=0, help="CPU the server is pinned to (default: 0)")
     parser.add_argument("--client-cpu", type=int, default=1, help="CPU wrk and the driver are pinned to (default: 1)")
@@ -113,7 +128,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
-    servers = tuple(name.strip() for name in args.servers.split(",") if name.strip())
+    suite = SUITES[args.suite]
+    servers = suite.servers
+    if args.servers:
+        servers = tuple(name.strip() for name in args.servers.split(",") if name.strip())
     unknown = [name for name in servers if name not in TARGETS]
     if unknown:
         parser.error(f"unknown server(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
@@ -132,6 +150,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     )
     out = args.out.resolve()
     return Settings(
+        suite=suite.name,
         servers=servers,
         duration=2 if args.quick else args.duration,
         warmup=args.warmup if args.warmup is not None else (1 if args.quick else 2),
@@ -139,10 +158,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         connections=args.connections,
         pipeline=args.pipeline,
         memory_steps=memory_steps,
-        skip_memory=args.skip_memory,
+        skip_memory=not (suite.memory if args.memory is None else args.memory),
         python=args.python,
         out=out,
-        chart=out.with_name("results.png"),
+        chart=out.with_name(suite.chart_name),
         json_path=args.json_path,
         server_cpu=args.server_cpu,
         client_cpu=args.client_cpu,
@@ -375,11 +394,13 @@ def server_versions(target: Target, settings: Settings) -> dict[str, str]:
 
 
 def write_reports(settings: Settings, machine: dict[str, str], results: list[ServerResult], invocation: str) -> None:
-    """RESULTS.md, the chart beside it and, with --json, the raw dump."""
+    """The suite's part of RESULTS.md, its chart beside it and, with --json, the raw dump."""
+    suite = settings.suite_spec
     settings.out.parent.mkdir(parents=True, exist_ok=True)
     if settings.json_path:
         settings.json_path.parent.mkdir(parents=True, exist_ok=True)
-    chart = settings.chart if write_chart(settings.chart, settings.scenarios, settings.memory_steps, results) else None
+    charted = write_chart(settings.chart, suite, settings.scenarios, settings.memory_steps, results)
+    chart = settings.chart if charted else None
     wrk_commands = {
         f"{sc.name} (measured run)": wrk_command(
             f"http://{HOST}:PORT/", settings.connections, settings.duration, sc.pipeline,
@@ -391,12 +412,14 @@ def write_reports(settings: Settings, machine: dict[str, str], results: list[Ser
     report_settings = {k: v for k, v in asdict(settings).items() if k in
                        ("runs", "duration", "warmup", "connections", "pipeline", "nofile", "server_cpu", "client_cpu")}
     tools = {"wrk": tool_version(["wrk", "-v"]), "driver Python": sys.version.split()[0]}
-    write_markdown(
-        settings.out, invocation=invocation, machine=machine, settings=report_settings, tool_versions=tools,
+    lines = report_lines(
+        suite=suite, invocation=invocation, machine=machine, settings=report_settings, tool_versions=tools,
         scenarios=settings.scenarios, wrk_commands=wrk_commands, memory_steps=settings.memory_steps,
-        results=results, chart=chart,
+        results=results, chart=chart, report_dir=settings.out.parent,
     )
-    log.info("wrote %s%s", settings.out, f" and {chart}" if chart else "")
+    write_markdown(settings.out, suite, lines)
+    part = "" if suite.owns_file else f" (section of suite {suite.name})"
+    log.info("wrote %s%s%s", settings.out, part, f" and {chart}" if chart else "")
     if settings.json_path:
         payload = {"invocation": invocation, "machine": machine, "settings": asdict(settings), "tools": tools,
                    "wrk_commands": wrk_commands}
@@ -405,12 +428,19 @@ def write_reports(settings: Settings, machine: dict[str, str], results: list[Ser
 
 
 def rewrite_report(settings: Settings) -> int:
-    """--report-from: rebuild the results of a --json dump and write the report again."""
+    """--report-from: rebuild the results of a --json dump and write the report again.
+
+    The dump's suite decides which part of --out is rewritten (dumps older than
+    suites are of the core suite).
+    """
     assert settings.report_from is not None
     dump = json.loads(settings.report_from.read_text())
     recorded = dump["settings"]
+    suite = SUITES[recorded.get("suite", "core")]
     settings = replace(
         settings,
+        suite=suite.name,
+        chart=settings.out.with_name(suite.chart_name),
         **{key: recorded[key] for key in ("duration", "warmup", "runs", "connections", "pipeline",
                                           "server_cpu", "client_cpu", "nofile", "irq_time_accounting")},
         memory_steps=tuple(recorded["memory_steps"]),

@@ -5,22 +5,25 @@ import dataclasses
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .results import Scenario, ScenarioResult, ServerResult
-from .targets import FLOOR
+from .suites import Goal, Suite
+
+NOISY_SHARE = 0.03  # a kept run in which others held more of the server's CPU than this is flagged
 
 
 def _fmt(value: float, digits: int = 2) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
 
 
-def _ratio(value: float, floor: float | None) -> str:
-    if floor is None or math.isnan(floor) or floor == 0 or math.isnan(value):
+def _ratio(value: float, reference: float | None) -> str:
+    if reference is None or math.isnan(reference) or reference == 0 or math.isnan(value):
         return "–"
-    return f"{value / floor:.2f}×"
+    return f"{value / reference:.2f}×"
 
 
 def _spread(result: ScenarioResult) -> str:
@@ -28,8 +31,28 @@ def _spread(result: ScenarioResult) -> str:
     return f"{min(values):.2f}–{max(values):.2f}" if len(values) > 1 else "–"
 
 
-def _floor_result(results: Sequence[ServerResult]) -> ServerResult | None:
-    return next((r for r in results if r.name == FLOOR and not r.error), None)
+def _cpu_median(results: Sequence[ServerResult], server: str, scenario: str) -> float | None:
+    """``server``'s median CPU µs/req in ``scenario``, or None if it was not measured."""
+    res = next((r for r in results if r.name == server and not r.error), None)
+    sc = res.scenarios.get(scenario) if res else None
+    return sc.cpu_us_median if sc and sc.runs else None
+
+
+def _cpu_range(results: Sequence[ServerResult], server: str, scenario: str) -> tuple[float, float] | None:
+    """(min, max) CPU µs/req of ``server``'s runs in ``scenario``, or None if it was not measured."""
+    res = next((r for r in results if r.name == server and not r.error), None)
+    sc = res.scenarios.get(scenario) if res else None
+    if not sc or not sc.runs:
+        return None
+    values = [run.cpu_us_per_request for run in sc.runs]
+    return min(values), max(values)
+
+
+def _noisy(results: Sequence[ServerResult], server: str, scenario: str) -> bool:
+    """Whether a kept run of ``server`` in ``scenario`` was disturbed by other processes (see observations)."""
+    res = next((r for r in results if r.name == server and not r.error), None)
+    sc = res.scenarios.get(scenario) if res else None
+    return bool(sc and sc.foreign_util_max > NOISY_SHARE)
 
 
 def _errors_cell(result: ScenarioResult) -> str:
@@ -39,12 +62,11 @@ def _errors_cell(result: ScenarioResult) -> str:
     return f"{result.total_errors:,} (" + ", ".join(f"{kind} {n:,}" for kind, n in breakdown.items()) + ")"
 
 
-def scenario_table(scenario: Scenario, results: Sequence[ServerResult]) -> list[str]:
+def scenario_table(scenario: Scenario, results: Sequence[ServerResult], suite: Suite) -> list[str]:
     """Markdown table for one throughput scenario."""
-    floor = _floor_result(results)
-    floor_cpu = floor.scenarios[scenario.name].cpu_us_median if floor and scenario.name in floor.scenarios else None
+    reference_label = suite.reference_label or f"CPU vs {suite.reference}"
     lines = [
-        "| server | req/s (median) | server CPU µs/req (median) | CPU vs floor | CPU µs/req (min–max) "
+        f"| server | req/s (median) | server CPU µs/req (median) | {reference_label} | CPU µs/req (min–max) "
         "| server CPU use | wrk CPU use | errors |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -58,11 +80,42 @@ def scenario_table(scenario: Scenario, results: Sequence[ServerResult]) -> list[
         if not sc.runs:
             lines.append(f"| {res.name} | failed | | | | | | {(sc.error or 'no runs').splitlines()[0]} |")
             continue
+        reference_cpu = _cpu_median(results, suite.reference_of(res.name), scenario.name)
         lines.append(
             f"| {res.name} | {_fmt(sc.rps_median, 0)} | {_fmt(sc.cpu_us_median)} | "
-            f"{_ratio(sc.cpu_us_median, floor_cpu)} | {_spread(sc)} | {sc.server_util_median:.0%} | "
+            f"{_ratio(sc.cpu_us_median, reference_cpu)} | {_spread(sc)} | {sc.server_util_median:.0%} | "
             f"{sc.client_util_median:.0%} | {_errors_cell(sc)} |"
         )
+    return lines
+
+
+def _goal_cell(goal: Goal, scenario: Scenario, results: Sequence[ServerResult]) -> str:
+    """The ratio of medians with its verdict; with several runs, the extreme ratios the runs allow."""
+    server = _cpu_median(results, goal.server, scenario.name)
+    reference = _cpu_median(results, goal.reference, scenario.name)
+    missing = [name for name, value in ((goal.server, server), (goal.reference, reference)) if value is None]
+    if missing:
+        return f"– ({' and '.join(missing)} not measured)"
+    ratio = server / reference
+    cell = f"{ratio:.2f}×"
+    server_range = _cpu_range(results, goal.server, scenario.name)
+    reference_range = _cpu_range(results, goal.reference, scenario.name)
+    if server_range and reference_range and server_range[0] != server_range[1]:
+        cell += f" ({server_range[0] / reference_range[1]:.2f}–{server_range[1] / reference_range[0]:.2f})"
+    cell += " met" if ratio <= goal.max_ratio else " **not met**"
+    noisy = [name for name in (goal.server, goal.reference) if _noisy(results, name, scenario.name)]
+    return cell + (f" (noisy: {', '.join(noisy)}, see Observations)" if noisy else "")
+
+
+def goals_table(scenarios: Sequence[Scenario], goals: Sequence[Goal], results: Sequence[ServerResult]) -> list[str]:
+    """Markdown table: each goal's CPU-per-request ratio per scenario, marked met / not met."""
+    lines = [
+        "| server CPU µs/req ÷ reference's | target | set by | " + " | ".join(sc.name for sc in scenarios) + " |",
+        "|---|---:|---|" + "---|" * len(scenarios),
+    ]
+    for goal in goals:
+        cells = " | ".join(_goal_cell(goal, scenario, results) for scenario in scenarios)
+        lines.append(f"| {goal.server} ÷ {goal.reference} | ≤ {goal.max_ratio:.2f}× | {goal.source} | {cells} |")
     return lines
 
 
@@ -112,7 +165,7 @@ def observations(scenarios: Sequence[Scenario], results: Sequence[ServerResult])
                     f"**{res.name} / {scenario.name}**: {sc.discarded_noisy} run(s) were disturbed by other "
                     "processes on the server's CPU and repeated (the disturbed runs are not in the figures)."
                 )
-            if sc.foreign_util_max > 0.03:
+            if sc.foreign_util_max > NOISY_SHARE:
                 notes.append(
                     f"**{res.name} / {scenario.name}**: other processes or hypervisor steal took up to "
                     f"{sc.foreign_util_max:.0%} of the server's CPU during a kept run; its figures are noisy."
@@ -135,9 +188,9 @@ def observations(scenarios: Sequence[Scenario], results: Sequence[ServerResult])
     return notes
 
 
-def write_markdown(
-    path: Path,
+def report_lines(
     *,
+    suite: Suite,
     invocation: str,
     machine: dict[str, str],
     settings: dict[str, Any],
@@ -147,14 +200,19 @@ def write_markdown(
     memory_steps: Sequence[int],
     results: Sequence[ServerResult],
     chart: Path | None,
-) -> None:
-    out: list[str] = [
-        "# fastsrv benchmark results",
-        "",
+    report_dir: Path,
+) -> list[str]:
+    """The suite's report as markdown lines; a suite that does not own the file starts one level down."""
+    top = "#" if suite.owns_file else "##"
+    sub = top + "#"
+    out: list[str] = [f"{top} {suite.title}", ""]
+    if suite.summary:
+        out += [suite.summary, ""]
+    out += [
         f"Generated by `{invocation}` on {machine['date']}. "
         "See [README.md](README.md) for what the figures mean.",
         "",
-        "## Machine and software",
+        f"{sub} Machine and software",
         "",
         f"- CPU: {machine['cpu']}, {machine['logical_cpus']} logical CPUs; memory {machine['memory']}",
         f"- Kernel: {machine['kernel']}; CPU time accounting: {machine.get('cpu_accounting', 'unknown')}",
@@ -170,22 +228,36 @@ def write_markdown(
     for res in results:
         versions = ", ".join(f"{k} {v}" for k, v in res.versions.items())
         out.append(f"| {res.name} | {res.description} | {versions} |")
-    out += ["", "## Commands", "", "Servers (each start picks a free port; shown with the last one used):", "", "```"]
+    out += ["", f"{sub} Commands", "", "Servers (each start picks a free port; shown with the last one used):", "",
+            "```"]
     out += [f"# {res.name}\n{res.command}" for res in results if res.command]
     out += ["```", "", "Load (URL port as above):", "", "```"]
     out += [f"# {name}\n{cmd}" for name, cmd in wrk_commands.items()]
     out += ["```", ""]
+    notes: dict[str, list[str]] = {}  # one line per note, naming every server it applies to
     for res in results:
         for note in res.notes:
-            out.append(f"- {res.name}: {note}")
-    if any(res.notes for res in results):
+            notes.setdefault(note, []).append(res.name)
+    out += [f"- {', '.join(names)}: {note}" for note, names in notes.items()]
+    if notes:
         out.append("")
 
+    if suite.goals:
+        out += [
+            f"{sub} Targets",
+            "",
+            "Server CPU µs/req of a server divided by a reference server's, per scenario (ratio of the medians; "
+            "in brackets, with several runs, the lowest and highest ratio the individual runs allow). "
+            "A goal is met where the ratio of the medians is at or below its target.",
+            "",
+            *goals_table(scenarios, suite.goals, results),
+            "",
+        ]
     for scenario in scenarios:
-        out += [f"## {scenario.title}", "", *scenario_table(scenario, results), ""]
+        out += [f"{sub} {scenario.title}", "", *scenario_table(scenario, results, suite), ""]
     if any(res.memory or res.memory_error for res in results):
         out += [
-            "## Memory per idle keep-alive connection",
+            f"{sub} Memory per idle keep-alive connection",
             "",
             "(server tree RSS with N idle connections − RSS before any) / N; each connection has "
             "done one `GET /` and then stays open and idle.",
@@ -194,11 +266,44 @@ def write_markdown(
             "",
         ]
     if chart is not None:
-        out += ["## Chart", "", f"![benchmark chart]({os.path.relpath(chart, path.parent)})", ""]
-    notes = observations(scenarios, results)
-    if notes:
-        out += ["## Observations", "", *[f"- {note}" for note in notes], ""]
-    path.write_text("\n".join(out))
+        alt = "benchmark chart" if suite.owns_file else f"{suite.name} benchmark chart"
+        out += [f"{sub} Chart", "", f"![{alt}]({os.path.relpath(chart, report_dir)})", ""]
+    remarks = observations(scenarios, results)
+    if remarks:
+        out += [f"{sub} Observations", "", *[f"- {remark}" for remark in remarks], ""]
+    return out
+
+
+_SECTION = re.compile(r"<!-- suite (?P<name>[\w-]+): begin -->\n.*?<!-- suite (?P=name): end -->\n?", re.DOTALL)
+
+
+def _section(suite: Suite, lines: Sequence[str]) -> str:
+    """A suite's report delimited so that the next run of any suite can find and keep or replace it."""
+    return (f"<!-- suite {suite.name}: begin -->\n"
+            f"<!-- written by `python bench/run.py --suite {suite.name}`; rerun it rather than edit -->\n"
+            + "\n".join(lines).rstrip("\n") + f"\n\n<!-- suite {suite.name}: end -->\n")
+
+
+def write_markdown(path: Path, suite: Suite, lines: Sequence[str]) -> None:
+    """Write the suite's report into ``path``, keeping the other suites' parts of the file.
+
+    The suite that owns the file rewrites its body and keeps the delimited
+    sections of other suites after it; any other suite replaces its own section
+    (or appends it), leaving everything else as it was.
+    """
+    existing = path.read_text() if path.exists() else ""
+    if suite.owns_file:
+        kept = [match[0] for match in _SECTION.finditer(existing)]
+        path.write_text("\n".join(lines).rstrip("\n") + "\n" + "".join("\n" + section for section in kept))
+        return
+    section = _section(suite, lines)
+    for match in _SECTION.finditer(existing):
+        if match["name"] == suite.name:
+            path.write_text(existing[:match.start()] + section + existing[match.end():])
+            return
+    if not existing.strip():
+        existing = "# fastsrv benchmark results\n"  # the owning suite writes the rest when it runs
+    path.write_text(existing.rstrip("\n") + "\n\n" + section)
 
 
 def write_json(path: Path, payload: dict[str, Any], results: Sequence[ServerResult]) -> None:
@@ -215,12 +320,14 @@ def write_json(path: Path, payload: dict[str, Any], results: Sequence[ServerResu
 
 
 def write_chart(
-    path: Path, scenarios: Sequence[Scenario], memory_steps: Sequence[int], results: Sequence[ServerResult]
+    path: Path, suite: Suite, scenarios: Sequence[Scenario], memory_steps: Sequence[int],
+    results: Sequence[ServerResult],
 ) -> bool:
     """Bar charts: CPU µs/request and req/s per scenario, RSS/connection per step.
 
     Each panel has its own scale (pipelined figures are an order of magnitude
-    apart from plain ones); colours identify servers across panels.
+    apart from plain ones); colours identify servers across panels.  CPU bars
+    carry their ratio to the suite's reference for that server.
     Returns False when there is nothing to plot.
     """
     import matplotlib
@@ -241,8 +348,8 @@ def write_chart(
     if with_memory:
         rows.append([("mem", n) for n in memory_steps])
     ncols = max(len(row) for row in rows)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(6 * ncols, 4.2 * len(rows)), squeeze=False)
-    floor = _floor_result(ok)
+    width = max(6.0, 1.35 * len(ok))  # per panel: room for each bar's ratio label
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(width * ncols, 4.2 * len(rows)), squeeze=False)
 
     for r, row in enumerate(rows):
         for c in range(ncols):
@@ -254,36 +361,53 @@ def write_chart(
             if kind == "mem":
                 servers = [res for res in with_memory if res.memory_at(key)]
                 values = [res.memory_at(key).bytes_per_connection / 1024 for res in servers]
-                title, unit, ref = f"RSS per idle connection, {key:,} open", "KiB / connection", None
+                title, unit, refs = f"RSS per idle connection, {key:,} open", "KiB / connection", None
             else:
                 servers = [res for res in ok if key.name in res.scenarios and res.scenarios[key.name].runs]
                 if kind == "cpu":
                     values = [res.scenarios[key.name].cpu_us_median for res in servers]
                     title, unit = f"Server CPU per request — {key.name}", "CPU µs / request (lower is better)"
-                    ref = floor.scenarios[key.name].cpu_us_median if floor and key.name in floor.scenarios else None
+                    refs = [_reference(suite, res.name, key.name, ok) for res in servers]
                 else:
                     values = [res.scenarios[key.name].rps_median / 1000 for res in servers]
-                    title, unit, ref = f"Throughput — {key.name}", "thousand requests / s", None
-            _bars(ax, [res.name for res in servers], values, [colours[res.name] for res in servers], ref)
+                    title, unit, refs = f"Throughput — {key.name}", "thousand requests / s", None
+            _bars(ax, [res.name for res in servers], values, [colours[res.name] for res in servers], refs)
             ax.set_title(title, fontsize=11)
             ax.set_ylabel(unit)
-    fig.suptitle("fastsrv benchmark (medians; servers pinned to one CPU, wrk to the other)", fontsize=12)
+    fig.suptitle(f"{suite.title} (medians; servers pinned to one CPU, wrk to the other)", fontsize=12)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
 
 
-def _bars(ax, labels: list[str], values: list[float], colours: list, ref: float | None) -> None:
-    """One labelled bar per server; with ``ref``, also the ratio to it."""
+def _reference(
+    suite: Suite, server: str, scenario: str, results: Sequence[ServerResult]
+) -> tuple[str, float] | None:
+    """(name, CPU µs/req) of the server ``server`` is compared with in ``scenario``, if it was measured."""
+    name = suite.reference_of(server)
+    value = _cpu_median(results, name, scenario)
+    return (name, value) if value else None
+
+
+def _bars(
+    ax, labels: list[str], values: list[float], colours: list, refs: Sequence[tuple[str, float] | None] | None
+) -> None:
+    """One labelled bar per server; with ``refs``, also each bar's ratio to its reference."""
     bars = ax.bar(labels, values, color=colours, width=0.6)
     top = max(values, default=1) or 1
-    ax.set_ylim(0, top * 1.22)
-    for bar, value in zip(bars, values, strict=True):
+    ax.set_ylim(0, top * 1.25)
+    if len(labels) > 4:
+        ax.tick_params(axis="x", labelrotation=20)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+    for i, (bar, value) in enumerate(zip(bars, values, strict=True)):
         text = f"{value:,.2f}" if value < 10 else f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+        ref = refs[i] if refs else None
         if ref:
-            text += f"\n{value / ref:.2f}× floor"
+            text += f"\n{value / ref[1]:.2f}× {ref[0]}"
         ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", fontsize=9)
+                    xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                    fontsize=9 if len(labels) <= 4 else 7.5)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)

@@ -82,6 +82,38 @@ def write_nginx_conf(ctx: LaunchContext) -> None:
 
 
 ASGI_APP = "bench.peers.asgi_hello:app"
+STARLETTE_APP = "bench.peers.starlette_hello:app"
+RAW_ASGI_WHAT = "raw ASGI app (bench/peers/asgi_hello.py)"
+STARLETTE_WHAT = "Starlette app (bench/peers/starlette_hello.py)"
+
+
+def fastsrv_asgi_argv(app: str) -> tuple[str, ...]:
+    """fastsrv serving an ASGI callable through its ASGI interface, lifespan off as for the native target."""
+    return ("{python}", "-m", "fastsrv", "run", app, "--interface", "asgi", "--lifespan", "off",
+            "--host", "{host}", "--port", "{port}", "--log-level", "warning",
+            "--keepalive-timeout", "600", "--app-dir", "{repo}")
+
+
+def uvicorn_argv(app: str) -> tuple[str, ...]:
+    return ("{python}", "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning",
+            # uvicorn closes idle keep-alive connections after 5 s by default,
+            # which would empty the memory scenario; throughput runs never idle.
+            "--timeout-keep-alive", "600",
+            "--host", "{host}", "--port", "{port}", "--app-dir", "{repo}", app)
+
+
+def granian_argv(app: str) -> tuple[str, ...]:
+    return ("{python}", "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
+            "--workers", "1", "--runtime-threads", "1", "--no-ws", "--log-level", "warning",
+            # granian stops accepting beyond --backpressure (default 1024) open connections.
+            "--backpressure", "{nofile}",
+            "--host", "{host}", "--port", "{port}", "--working-dir", "{repo}", app)
+
+
+FASTSRV_NOTE = "`--keepalive-timeout 600` only so idle connections survive the memory scenario"
+UVICORN_NOTE = "`--timeout-keep-alive 600` only so idle connections survive the memory scenario"
+GRANIAN_NOTE = "`--backpressure` raised so it accepts the memory scenario's 10,000 connections"
 
 TARGETS: dict[str, Target] = {
     target.name: target
@@ -94,7 +126,7 @@ TARGETS: dict[str, Target] = {
                   # 5 s by default: would close the memory scenario's idle connections.
                   "--keepalive-timeout", "600"),
             python_packages=("fastsrv", "uvloop"),
-            notes=("`--keepalive-timeout 600` only so idle connections survive the memory scenario",),
+            notes=(FASTSRV_NOTE,),
         ),
         Target(
             name="floor",
@@ -104,15 +136,10 @@ TARGETS: dict[str, Target] = {
         ),
         Target(
             name="uvicorn",
-            description="uvicorn (uvloop + httptools), raw ASGI app (bench/peers/asgi_hello.py)",
-            argv=("{python}", "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools",
-                  "--no-access-log", "--log-level", "warning",
-                  # uvicorn closes idle keep-alive connections after 5 s by default,
-                  # which would empty the memory scenario; throughput runs never idle.
-                  "--timeout-keep-alive", "600",
-                  "--host", "{host}", "--port", "{port}", "--app-dir", "{repo}", ASGI_APP),
+            description=f"uvicorn (uvloop + httptools), {RAW_ASGI_WHAT}",
+            argv=uvicorn_argv(ASGI_APP),
             python_packages=("uvicorn", "uvloop", "httptools"),
-            notes=("`--timeout-keep-alive 600` only so idle connections survive the memory scenario",),
+            notes=(UVICORN_NOTE,),
         ),
         Target(
             name="nginx",
@@ -124,17 +151,48 @@ TARGETS: dict[str, Target] = {
         ),
         Target(
             name="granian",
-            description="granian (Rust HTTP, ASGI interface, uvloop), raw ASGI app (bench/peers/asgi_hello.py)",
-            argv=("{python}", "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
-                  "--workers", "1", "--runtime-threads", "1", "--no-ws", "--log-level", "warning",
-                  # granian stops accepting beyond --backpressure (default 1024) open connections.
-                  "--backpressure", "{nofile}",
-                  "--host", "{host}", "--port", "{port}", "--working-dir", "{repo}", ASGI_APP),
+            description=f"granian (Rust HTTP, ASGI interface, uvloop, 1 worker, 1 runtime thread), {RAW_ASGI_WHAT}",
+            argv=granian_argv(ASGI_APP),
             python_packages=("granian",),
-            notes=("`--backpressure` raised so it accepts the memory scenario's 10,000 connections",),
+            notes=(GRANIAN_NOTE,),
+        ),
+        Target(
+            name="fastsrv-asgi",
+            description=f"fastsrv, ASGI interface, {RAW_ASGI_WHAT}",
+            argv=fastsrv_asgi_argv(ASGI_APP),
+            python_packages=("fastsrv", "uvloop"),
+            notes=(FASTSRV_NOTE,),
+        ),
+        Target(
+            name="fastsrv-asgi-task",
+            description=f"fastsrv, ASGI interface, every request in its own Task (`--asgi-eager off`), "
+                        f"{RAW_ASGI_WHAT}",
+            argv=fastsrv_asgi_argv(ASGI_APP) + ("--asgi-eager", "off"),
+            python_packages=("fastsrv", "uvloop"),
+            notes=(FASTSRV_NOTE, "the mode apps built on anyio (Starlette, FastAPI) run in"),
+        ),
+        Target(
+            name="fastsrv-starlette",
+            description=f"fastsrv, ASGI interface, {STARLETTE_WHAT}",
+            argv=fastsrv_asgi_argv(STARLETTE_APP),
+            python_packages=("fastsrv", "uvloop", "starlette"),
+            notes=(FASTSRV_NOTE,),
+        ),
+        Target(
+            name="uvicorn-starlette",
+            description=f"uvicorn (uvloop + httptools), {STARLETTE_WHAT}",
+            argv=uvicorn_argv(STARLETTE_APP),
+            python_packages=("uvicorn", "uvloop", "httptools", "starlette"),
+            notes=(UVICORN_NOTE,),
+        ),
+        Target(
+            name="granian-starlette",
+            description=f"granian (as `granian`), {STARLETTE_WHAT}",
+            argv=granian_argv(STARLETTE_APP),
+            python_packages=("granian", "starlette"),
+            notes=(GRANIAN_NOTE,),
         ),
     )
 }
 
-DEFAULT_SERVERS = ("fastsrv", "floor", "uvicorn", "nginx")
 FLOOR = "floor"
