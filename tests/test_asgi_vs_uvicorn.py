@@ -1,6 +1,7 @@
 """fastsrv answers an ASGI app as uvicorn does.
 
-The same raw ASGI app (``tests.apps.asgi_raw``) runs under ``fastsrv run``
+The same raw ASGI app (``tests.apps.asgi_raw``), and a FastAPI app
+(``tests.apps.asgi_fastapi``), runs under ``fastsrv run``
 and under ``uvicorn --loop uvloop --http httptools``, each in a subprocess
 (started once per module: starting four servers per test would cost more
 than the tests).  Every case sends the same bytes to both, each on a fresh
@@ -46,11 +47,11 @@ COMPARED_HEADERS = ("content-type", "set-cookie", "location", "cache-control", "
 class UvicornServer:
     """``python -m uvicorn --loop uvloop --http httptools APP`` in a subprocess."""
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], app: str = APP) -> None:
         self.port = _free_port()
         cmd = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools",
                "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "info",
-               "--no-access-log", *args, APP]
+               "--no-access-log", *args, app]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
                                      env={**os.environ, "PYTHONPATH": ROOT})
         self.output = b""
@@ -98,10 +99,10 @@ class Pair:
         return answers[0], answers[1]
 
 
-def _start_pair(extra: list[str]) -> Pair:
+def _start_pair(extra: list[str], app: str = APP) -> Pair:
     env = {"PYTHONPATH": ROOT}
-    fast = ProcessServer([APP, "--lifespan", "on", *extra], env=env)
-    uvi = UvicornServer(["--lifespan", "on", *extra])
+    fast = ProcessServer([app, "--lifespan", "on", *extra], env=env)
+    uvi = UvicornServer(["--lifespan", "on", *extra], app)
     try:
         fast.wait_ready()
         uvi.wait_ready()
@@ -292,3 +293,46 @@ def test_100_continue_matches_uvicorn(pair):
             c.close()
     assert answers[0] == answers[1]
     assert answers[0][0] == 100
+
+
+# ---- a FastAPI app ------------------------------------------------------------
+
+FASTAPI_APP = "tests.apps.asgi_fastapi:app"
+
+
+@pytest.fixture(scope="module")
+def fastapi_pair() -> Iterator[Pair]:
+    p = _start_pair([], FASTAPI_APP)
+    yield p
+    p.fastsrv.kill()
+    p.uvicorn.kill()
+
+
+def _json_post(path: str, body: bytes) -> bytes:
+    return (b"POST %s HTTP/1.1\r\nHost: example.test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body))
+
+
+FASTAPI_REQUESTS = {
+    "text": get("/"),
+    "path-and-query-params": get("/items/42?q=fast"),
+    "path-param-not-an-int": get("/items/abc"),
+    "json-body": _json_post("/items", b'{"name": "pen", "price": 1.5}'),
+    "json-body-invalid": _json_post("/items", b'{"name": "pen"}'),
+    "json-body-malformed": _json_post("/items", b'{"name": '),
+    "http-exception": get("/widgets/none"),
+    "custom-exception-handler": get("/teapot?who=tests"),
+    "not-found": get("/no/such/route"),
+    "method-not-allowed": b"DELETE /items/1 HTTP/1.1\r\nHost: example.test\r\n\r\n",
+    "streaming": get("/stream?n=4"),
+    "lifespan-state": get("/state"),
+    "sync-endpoint": get("/sync"),
+    "head": b"HEAD / HTTP/1.1\r\nHost: example.test\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", list(FASTAPI_REQUESTS))
+def test_fastapi_response_matches_uvicorn(fastapi_pair, name):
+    request = FASTAPI_REQUESTS[name]
+    fast, uvi = fastapi_pair.exchange(request, head=request.startswith(b"HEAD"))
+    assert meaning(fast[0]) == meaning(uvi[0])
