@@ -10,6 +10,7 @@ from fastsrv._response import (
     StreamingResponse,
 )
 from fastsrv.app import App, RouteError
+from fastsrv.asgi import ClientGoneError
 from fastsrv.config import Config
 from fastsrv.errors import AppLoadError, ConfigError, FastsrvError, ServerStateError, StartupError
 from fastsrv.server import Server, ShutdownReport, State, run
@@ -17,7 +18,7 @@ from fastsrv.server import Server, ShutdownReport, State, run
 __version__ = "0.1.0"
 
 __all__ = [
-    "App", "AppLoadError", "BodyError", "ClientDisconnected", "Config", "ConfigError",
+    "App", "AppLoadError", "BodyError", "ClientDisconnected", "ClientGoneError", "Config", "ConfigError",
     "ContentLengthMismatch", "FastsrvError", "HTTPError", "Headers", "InvalidResponseHeader",
     "Limits", "ParseError", "Request", "Response", "RouteError", "Server", "ServerStateError",
     "ShutdownReport", "StartupError", "State", "StreamingResponse", "run",
