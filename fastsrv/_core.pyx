@@ -729,9 +729,7 @@ cdef class HttpProtocol(ConnectionBase):
         self.parser.reset()
         if handler is not None:
             self.pending_handler = None
-            self.cur.set_body(b"".join(stream.chunks))
-            stream.chunks.clear()
-            stream.buffered = 0
+            self.cur.set_body(stream.take())
             self.invoke(handler, self.cur)
         elif not self.busy:
             self.cur_stream = None

@@ -36,6 +36,7 @@ cdef class BodyStream:
     cdef int feed(self, bytes data) except -1
     cdef int finish(self, list trailers) except -1
     cdef int fail(self, object exc) except -1
+    cdef bytes take(self)
     cdef void _wake(self)
 
 

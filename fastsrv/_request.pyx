@@ -27,6 +27,11 @@ class ClientDisconnected(BodyError):
     """The client closed the connection before the request body was read."""
 
 
+# body pieces shorter than this are gathered into bytearrays of up to
+# GATHER_LIMIT bytes
+cdef Py_ssize_t SMALL_PIECE = 4096
+cdef Py_ssize_t GATHER_LIMIT = 256 * 1024
+
 cdef str M_GET = "GET"
 cdef str M_POST = "POST"
 cdef str M_HEAD = "HEAD"
@@ -114,14 +119,41 @@ cdef class BodyStream:
                 w.set_result(None)
 
     cdef int feed(self, bytes data) except -1:
+        cdef Py_ssize_t n = len(data)
+        cdef object last
         # the client sends its body without waiting: no 100 Continue is due
         self.continue_pending = False
         if self.discard:
             return 0
-        self.chunks.append(data)
-        self.buffered += len(data)
+        if n < SMALL_PIECE:
+            # small pieces (a body sent as tiny chunks, or a byte per packet)
+            # are gathered in one bytearray: one object per piece would cost
+            # tens of bytes of memory for each byte of body
+            if self.chunks:
+                last = self.chunks[len(self.chunks) - 1]
+                if type(last) is bytearray and len(<bytearray>last) < GATHER_LIMIT:
+                    (<bytearray>last).extend(data)
+                    self.buffered += n
+                    self._wake()
+                    return 0
+            self.chunks.append(bytearray(data))
+        else:
+            self.chunks.append(data)
+        self.buffered += n
         self._wake()
         return 0
+
+    cdef bytes take(self):
+        """Everything buffered, as one bytes object (the buffer is emptied)."""
+        cdef object chunk
+        if len(self.chunks) == 1:
+            chunk = self.chunks[0]
+            chunk = bytes(chunk) if type(chunk) is bytearray else chunk
+        else:
+            chunk = b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
+        return <bytes>chunk
 
     cdef int finish(self, list trailers) except -1:
         self.complete = True
@@ -143,9 +175,7 @@ cdef class BodyStream:
             if self.chunks:
                 # all at once: popping pieces one by one from the front is
                 # quadratic when a client sends a body as many tiny chunks
-                chunk = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-                self.chunks.clear()
-                self.buffered = 0
+                chunk = self.take()
                 self.conn.on_body_consumed()
                 return chunk
             if self.complete:
