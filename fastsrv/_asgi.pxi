@@ -184,9 +184,35 @@ cdef class _StandInTask:
 
 cdef object _enter_task = asyncio.tasks._enter_task
 cdef object _leave_task = asyncio.tasks._leave_task
-# which loops have a Task running (a dict up to Python 3.13): checked first,
-# because a refused _enter_task formats an error message
+# the running Task of each loop, as current_task() reads it (a dict on
+# Python 3.11-3.13): set and cleared directly, two dict operations
 cdef object _current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
+cdef bint _direct = type(_current_tasks) is dict
+
+
+cdef inline _StandInTask _enter_stand_in(object loop):
+    """Make a stand-in the loop's current task; None if one is already
+    current (the request then runs under it, as a test driving the protocol
+    from a Task does)."""
+    cdef _StandInTask stand_in = _StandInTask.__new__(_StandInTask)
+    stand_in.loop = loop
+    if _direct:
+        if PyDict_SetDefault(_current_tasks, loop, stand_in) != <PyObject*>stand_in:
+            return None
+        return stand_in
+    try:
+        _enter_task(loop, stand_in)
+    except RuntimeError:
+        return None
+    return stand_in
+
+
+cdef inline int _leave_stand_in(object loop, _StandInTask stand_in) except -1:
+    if _direct:
+        PyDict_DelItem(_current_tasks, loop)
+    else:
+        _leave_task(loop, stand_in)
+    return 0
 
 
 cdef inline object _field(object message, str key, object default):

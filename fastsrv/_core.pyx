@@ -13,7 +13,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.ref cimport PyObject, Py_XDECREF
-from cpython.dict cimport PyDict_Copy, PyDict_GetItem
+from cpython.dict cimport PyDict_Copy, PyDict_DelItem, PyDict_GetItem, PyDict_SetDefault
 from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.contextvars cimport PyContext_Copy, PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from cpython.unicode cimport PyUnicode_DecodeLatin1
@@ -794,18 +794,12 @@ cdef class HttpProtocol(ConnectionBase):
         try:
             coro = self.asgi.app(self.asgi.scope(cycle.req, self), cycle.receive, cycle.send)
             if self.asgi.eager and type(coro) is CoroutineType:
-                if _current_tasks is None or self.loop not in _current_tasks:
-                    stand_in = _StandInTask.__new__(_StandInTask)
-                    stand_in.loop = self.loop
-                    try:
-                        _enter_task(self.loop, stand_in)
-                    except RuntimeError:
-                        stand_in = None     # already inside a Task (a test driving us)
+                stand_in = _enter_stand_in(self.loop)
                 try:
                     sr = PyIter_Send(coro, None, &presult)
                 finally:
                     if stand_in is not None:
-                        _leave_task(self.loop, stand_in)
+                        _leave_stand_in(self.loop, stand_in)
                 if sr == PYGEN_RETURN:
                     Py_XDECREF(presult)
                     if stand_in is not None:
