@@ -19,6 +19,7 @@ from typing import Any, List
 
 import pytest
 
+from bench.harness.procs import rss_bytes as rss
 from fastsrv._core import debug_counters
 
 from apps.hostile import app
@@ -29,20 +30,6 @@ MIB = 1024 * 1024
 
 
 # ---- helpers ------------------------------------------------------------------
-
-
-def rss(pid: int) -> int:
-    """Resident set size of process ``pid``, bytes."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-def open_fds(pid: int) -> int:
-    import os
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def reset(sock: socket.socket) -> None:

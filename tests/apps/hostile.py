@@ -6,9 +6,11 @@ that does not read is the transport's buffer, not a new body per request.
 """
 
 import asyncio
+import gc
 from functools import lru_cache
 
 from fastsrv import App, StreamingResponse
+from fastsrv._core import debug_counters
 
 app = App()
 
@@ -59,3 +61,10 @@ async def stream(request):
 async def slow(request):
     await asyncio.sleep(int(request.query.get("ms", "100")) / 1000)
     return "slow"
+
+
+@app.get("/debug/counters")
+def counters(request):
+    """The core's connection counters, after a collection (soak checks)."""
+    gc.collect()
+    return debug_counters()
