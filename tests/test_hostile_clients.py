@@ -196,7 +196,7 @@ def test_chunked_body_stalled_mid_chunk_is_answered_408(serve):
 
 # ---- connections opened and dropped --------------------------------------------------
 
-DROPPED = 2000
+DROPPED = 4000
 BATCH = 250
 # what a dropped connection sent before going away
 DROP_SHAPES = [
@@ -212,7 +212,7 @@ DROP_SHAPES = [
 
 
 def test_thousands_of_connections_opened_and_dropped_leave_nothing_behind(serve):
-    """2000 connections, in batches of 250, each sending one of
+    """4000 connections, in batches of 250, each sending one of
     ``DROP_SHAPES`` and going away with a FIN or an RST: afterwards the
     server holds no connection, every connection object is freed, and it
     still serves."""
@@ -331,6 +331,48 @@ def test_slow_readers_of_large_responses_keep_memory_bounded(process_server):
     unbounded = SLOW_READERS * PIPELINED * MIB
     assert peak < 48 * MIB, f"RSS grew {peak / MIB:.1f} MB (unbounded: {unbounded / MIB:.0f} MB)"
     assert get(server.port) == 200
+
+
+def test_slow_readers_of_streaming_responses_keep_memory_bounded(process_server):
+    """20 clients read 16 MB streams 4 kB every 50 ms: the generators are
+    held back by the transport (the core awaits its drain), so the server
+    buffers next to nothing while its producers could outrun the readers."""
+    server = process_server(HOSTILE).wait_ready()
+    assert get(server.port, "/large?kb=16") == 200
+    before = rss(server.proc.pid)
+    readers = []
+    for _ in range(SLOW_READERS):
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"GET /stream?chunks=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        readers.append(s)
+    peak, received = 0, 0
+    started = time.monotonic()
+    while time.monotonic() - started < 2.5:
+        for s in readers:
+            received += len(s.recv(4096))
+        peak = max(peak, rss(server.proc.pid) - before)
+        time.sleep(0.05)
+    for s in readers:
+        reset(s)
+    assert received > SLOW_READERS * 65536
+    assert peak < 16 * MIB, f"RSS grew {peak / MIB:.1f} MB"
+    assert get(server.port) == 200
+
+
+def test_client_that_reads_nothing_of_a_large_response_is_cut_at_the_write_timeout(serve):
+    """An 8 MB response to a client that reads none of it: the connection is
+    cut 1-2 s after the transport filled up, and freed."""
+    srv = serve(app, write_timeout=1.0)
+    live_before = live_connections()
+    c = RawClient(srv.port)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    c.send(b"GET /large?kb=8192 HTTP/1.1\r\nHost: x\r\n\r\n")
+    started = time.monotonic()
+    assert wait_until(lambda: srv.call(lambda: srv.server.registry.open) == 0, 4)
+    assert 0.8 <= time.monotonic() - started <= 3.5
+    c.close()
+    settle(srv, live_before)
 
 
 # ---- oversize everything ----------------------------------------------------------------
