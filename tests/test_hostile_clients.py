@@ -360,21 +360,6 @@ def test_slow_readers_of_streaming_responses_keep_memory_bounded(process_server)
     assert get(server.port) == 200
 
 
-def test_client_that_reads_nothing_of_a_large_response_is_cut_at_the_write_timeout(serve):
-    """An 8 MB response to a client that reads none of it: the connection is
-    cut 1-2 s after the transport filled up, and freed."""
-    srv = serve(app, write_timeout=1.0)
-    live_before = live_connections()
-    c = RawClient(srv.port)
-    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    c.send(b"GET /large?kb=8192 HTTP/1.1\r\nHost: x\r\n\r\n")
-    started = time.monotonic()
-    assert wait_until(lambda: srv.call(lambda: srv.server.registry.open) == 0, 4)
-    assert 0.8 <= time.monotonic() - started <= 3.5
-    c.close()
-    settle(srv, live_before)
-
-
 # ---- oversize everything ----------------------------------------------------------------
 
 LIMITS = dict(max_request_line=1024, max_header_bytes=4096, max_header_count=20, max_body_bytes=65536)
