@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -46,8 +47,13 @@ PARSER_FUNC = re.compile(r"_13RequestParser_|_next_element|_ieq|build_header_lis
 
 def build_native() -> Optional[str]:
     """The instrumented parser module, rebuilt when its sources changed;
-    None when clang is missing."""
-    if shutil.which("clang") is None:
+    None (with the reason printed) when clang, Cython or setuptools is missing."""
+    missing = [name for name, present in (("clang", shutil.which("clang")),
+                                          ("Cython", importlib.util.find_spec("Cython")),
+                                          ("setuptools", importlib.util.find_spec("setuptools")))
+               if not present]
+    if missing:
+        print(f"no instrumented build: {', '.join(missing)} not found", flush=True)
         return None
     sources = [os.path.join(ROOT, "fastsrv", f) for f in ("_parser.pyx", "_parser.pxd")]
     sources.append(os.path.join(ROOT, "setup.py"))
@@ -90,7 +96,8 @@ def run(target: str, seconds: int, native: Optional[str], verbose: bool, extra: 
           f"{count} seeds; {seconds} s", flush=True)
     cmd = [sys.executable, os.path.join(HERE, TARGETS[target]), corpus, seed_dir,
            f"-max_total_time={seconds}", f"-artifact_prefix={artifacts}", "-print_final_stats=1",
-           "-max_len=4096", "-timeout=20", "-rss_limit_mb=2048", *extra]
+           "-max_len=4096", "-timeout=20", "-rss_limit_mb=2048",
+           "-dict=" + os.path.join(HERE, "http.dict"), *extra]
     if native:
         cmd.append("-print_coverage=1")
     started = time.monotonic()
