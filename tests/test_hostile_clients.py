@@ -360,6 +360,67 @@ def test_slow_readers_of_streaming_responses_keep_memory_bounded(process_server)
     assert get(server.port) == 200
 
 
+def peak_rss(pid: int) -> int:
+    """Peak resident set size of process ``pid`` so far (VmHWM), bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+def send_in_one_byte_chunks(port: int, path: str, size: int) -> bytes:
+    """POST ``size`` body bytes as chunks of one byte (6 bytes on the wire
+    each); the status line of the answer."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        piece = b"1\r\na\r\n" * 16384
+        for _ in range(size // 16384):
+            s.sendall(piece)
+        s.sendall(b"0\r\n\r\n")
+        return s.recv(4096).split(b"\r\n", 1)[0]
+    finally:
+        s.close()
+
+
+TINY_CHUNKED_BODY = 2 * MIB
+
+
+@pytest.mark.xfail(strict=True, reason="the core keeps one bytes object per chunk: a body of 1-byte "
+                   "chunks costs ~90 bytes of memory per body byte (see the docstring)")
+def test_body_in_one_byte_chunks_costs_a_sync_handler_about_its_size(process_server):
+    """A 2 MB body sent as 1-byte chunks (12 MB on the wire) to a sync
+    handler, which the core reads whole before calling it, should cost the
+    server a few times 2 MB.  It costs ~180 MB: ``HttpProtocol.process``
+    feeds each chunk's data to ``BodyStream.feed`` as its own ``bytes``
+    object (appended to ``BodyStream.chunks``), so max_body_bytes (10 MB by
+    default) bounds the payload but not the memory (~900 MB per connection
+    at the default limit)."""
+    server = process_server(HOSTILE).wait_ready()
+    assert get(server.port) == 200
+    before = peak_rss(server.proc.pid)
+    assert send_in_one_byte_chunks(server.port, "/sync-count", TINY_CHUNKED_BODY) == b"HTTP/1.1 200 OK"
+    grown = peak_rss(server.proc.pid) - before
+    assert grown < 8 * TINY_CHUNKED_BODY, f"peak RSS grew {grown / MIB:.0f} MB for a 2 MB body"
+
+
+@pytest.mark.xfail(strict=True, reason="body_high_water counts payload bytes, not the per-chunk objects "
+                   "holding them: 256 kB of 1-byte chunks is ~25-50 MB (see the docstring)")
+def test_body_in_one_byte_chunks_is_held_back_at_the_high_water_for_a_late_reader(process_server):
+    """An async handler that reads its body only after 1 s: the core stops
+    reading the socket once body_high_water (256 kB) is buffered, which
+    should hold the server's memory to about that.  With 1-byte chunks it
+    holds 256 k ``bytes`` objects instead, and the peak RSS grows by ~48 MB."""
+    server = process_server(HOSTILE).wait_ready()
+    assert get(server.port) == 200
+    before = peak_rss(server.proc.pid)
+    status = send_in_one_byte_chunks(server.port, "/late-count?ms=1000", TINY_CHUNKED_BODY)
+    assert status == b"HTTP/1.1 200 OK"
+    grown = peak_rss(server.proc.pid) - before
+    assert grown < 16 * MIB, f"peak RSS grew {grown / MIB:.0f} MB with 256 kB of body buffered"
+
+
 # ---- oversize everything ----------------------------------------------------------------
 
 LIMITS = dict(max_request_line=1024, max_header_bytes=4096, max_header_count=20, max_body_bytes=65536)

@@ -68,3 +68,16 @@ def counters(request):
     """The core's connection counters, after a collection (soak checks)."""
     gc.collect()
     return debug_counters()
+
+
+@app.post("/sync-count")
+def sync_count(request):
+    """A sync handler: the core reads the whole body before calling it."""
+    return str(len(request.content))
+
+
+@app.post("/late-count")
+async def late_count(request):
+    """Reads its body only after ``?ms=`` milliseconds (default 1000)."""
+    await asyncio.sleep(int(request.query.get("ms", "1000")) / 1000)
+    return str(len(await request.body()))
