@@ -11,6 +11,7 @@ Memory is measured as the RSS of a server in a subprocess.
 from __future__ import annotations
 
 import gc
+import logging
 import socket
 import struct
 import threading
@@ -156,6 +157,7 @@ def test_slowloris_connections_get_408_at_the_header_timeout_while_others_are_se
     answered_408 = sum(data.startswith(b"HTTP/1.1 408 ") for data in received.values())
     assert len(closed_after) == SLOWLORIS, f"{SLOWLORIS - len(closed_after)} slow connections still open"
     assert answered_408 == SLOWLORIS
+    assert all(b"\r\nconnection: close\r\n" in data.lower() for data in received.values())
     assert 0.8 <= min(closed_after.values()) and max(closed_after.values()) <= 3.5
     assert not plain.failures, plain.failures[:5]
     assert len(plain.latencies) >= 20 and max(plain.latencies) < 1.0, \
@@ -211,11 +213,12 @@ DROP_SHAPES = [
 ]
 
 
-def test_thousands_of_connections_opened_and_dropped_leave_nothing_behind(serve):
+def test_thousands_of_connections_opened_and_dropped_leave_nothing_behind(serve, caplog):
     """4000 connections, in batches of 250, each sending one of
     ``DROP_SHAPES`` and going away with a FIN or an RST: afterwards the
-    server holds no connection, every connection object is freed, and it
-    still serves."""
+    server holds no connection, every connection object is freed, nothing
+    was logged as an error, and it still serves."""
+    caplog.set_level(logging.WARNING)
     srv = serve(app)
     live_before = live_connections()
     created_before = debug_counters()["connections_created"]
@@ -233,6 +236,7 @@ def test_thousands_of_connections_opened_and_dropped_leave_nothing_behind(serve)
     assert wait_until(lambda: debug_counters()["connections_created"] - created_before >= DROPPED, 5)
     settle(srv, live_before)
     assert get(srv.port) == 200
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 # ---- resets ----------------------------------------------------------------------------
@@ -246,10 +250,11 @@ def test_thousands_of_connections_opened_and_dropped_leave_nothing_behind(serve)
     pytest.param(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n", 40000, id="mid-streaming-response"),
     pytest.param(b"GET /slow?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n", 0, id="while-the-handler-awaits"),
 ])
-def test_client_resetting_mid_exchange_leaves_nothing_behind(serve, request_bytes, read_first):
+def test_client_resetting_mid_exchange_leaves_nothing_behind(serve, caplog, request_bytes, read_first):
     """20 clients send a request, read part of the answer, then reset the
-    connection (SO_LINGER 0): the server frees every connection and keeps
-    serving."""
+    connection (SO_LINGER 0): the server frees every connection, logs no
+    error and keeps serving."""
+    caplog.set_level(logging.WARNING)
     srv = serve(app)
     live_before = live_connections()
     for _ in range(20):
@@ -262,6 +267,7 @@ def test_client_resetting_mid_exchange_leaves_nothing_behind(serve, request_byte
     time.sleep(0.35)            # let the slow handlers finish into closed sockets
     settle(srv, live_before)
     assert get(srv.port) == 200
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 # ---- memory under clients that do not read -----------------------------------------------
