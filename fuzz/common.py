@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import types
 from typing import List, NamedTuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,20 +22,38 @@ TESTS = os.path.join(ROOT, "tests")
 PARSER_ENV = "FASTSRV_FUZZ_PARSER"
 
 
-def load_parser() -> bool:
-    """Put the instrumented parser (if one is named) in place of
-    ``fastsrv._parser``, and the test helpers on ``sys.path``.  True when the
-    parser is the instrumented one."""
+# the compiled modules, each after those it cimports
+CORE_MODULES = ("_parser", "_response", "_request", "_core")
+
+
+def load_parser(modules: tuple = ("_parser",)) -> bool:
+    """Put the instrumented ``modules`` (if a build is named) in place of
+    ``fastsrv.<module>``, and the test helpers on ``sys.path``.  True when
+    they are the instrumented ones."""
     for path in (ROOT, TESTS):
         if path not in sys.path:
             sys.path.insert(0, path)
     so = os.environ.get(PARSER_ENV)
     if not so:
         return False
-    spec = importlib.util.spec_from_file_location("fastsrv._parser", so)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fastsrv._parser"] = module
-    spec.loader.exec_module(module)
+    package = os.path.join(ROOT, "fastsrv")
+    if len(modules) > 1:
+        # the compiled modules import fastsrv's Python modules: give them the
+        # package without running its __init__, which imports the uninstrumented
+        # _core; run it once they are all loaded
+        stub = types.ModuleType("fastsrv")
+        stub.__path__ = [package]
+        stub.__file__ = os.path.join(package, "__init__.py")
+        sys.modules["fastsrv"] = stub
+    for name in modules:
+        path = so.replace("_parser", name) if name != "_parser" else so
+        spec = importlib.util.spec_from_file_location(f"fastsrv.{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"fastsrv.{name}"] = module
+        spec.loader.exec_module(module)
+    if len(modules) > 1:
+        with open(stub.__file__) as f:
+            exec(compile(f.read(), stub.__file__, "exec"), stub.__dict__)
     return True
 
 

@@ -3,13 +3,16 @@
 
     python fuzz/run.py --seconds 60                       # the parser target
     python fuzz/run.py --seconds 60 --target differential # against h11/httptools
+    python fuzz/run.py --seconds 60 --target core         # the connection core on a fake transport
     python fuzz/run.py --seconds 10 --no-native           # ordinary build only
+    python fuzz/run.py --target core --reproduce fuzz/artifacts/crash-...
 
-With clang on the PATH the parser is first rebuilt out of the tree with
-libFuzzer's coverage instrumentation and AddressSanitizer (``FASTSRV_FUZZ=1``,
-into ``fuzz/build/``), so libFuzzer is guided by the branches of the
-generated C; without clang (or with ``--no-native``) the target runs on the
-ordinary build and libFuzzer sees only Python-level edges of the harness.
+With clang on the PATH the compiled modules a target loads (the parser; all
+four for ``core``) are first rebuilt out of the tree with libFuzzer's
+coverage instrumentation and AddressSanitizer (``FASTSRV_FUZZ=1``, into
+``fuzz/build/``), so libFuzzer is guided by the branches of the generated C;
+without clang (or with ``--no-native``) the target runs on the ordinary build
+and libFuzzer sees only Python-level edges of the harness.
 The corpus grows in ``fuzz/corpus/<target>/``; crashes land in
 ``fuzz/artifacts/``.  Exit status: 0 when the run ended without a finding,
 1 on a finding, 2 when the run could not be set up.
@@ -35,7 +38,9 @@ sys.path.insert(0, HERE)
 import common  # noqa: E402
 import seeds  # noqa: E402
 
-TARGETS = {"parser": "fuzz_parser.py", "differential": "fuzz_differential.py"}
+TARGETS = {"parser": "fuzz_parser.py", "differential": "fuzz_differential.py", "core": "fuzz_core.py"}
+# the compiled modules each target loads instrumented
+NATIVE = {"parser": "_parser", "differential": "_parser", "core": "_parser,_response,_request,_core"}
 BUILD = os.path.join(HERE, "build")
 STATUS_LINE = re.compile(r"^#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+) corp: (\d+)")
 LOADED = re.compile(r"INFO: Loaded \d+ modules\s+\((\d+) inline 8-bit counters\)")
@@ -43,9 +48,10 @@ STAT = re.compile(r"^stat::(\w+):\s+(\d+)")
 FUNC = re.compile(r"(?:UN)?COVERED_FUNC: hits: \d+ edges: (\d+)/(\d+) (\S+)")
 # the parser's own code in the generated C (not Cython's module machinery)
 PARSER_FUNC = re.compile(r"_13RequestParser_|_next_element|_ieq|build_header_list")
+CORE_FUNC = re.compile(r"_7fastsrv_5_core_12HttpProtocol_|_7fastsrv_8_request_10BodyStream_")
 
 
-def build_native() -> Optional[str]:
+def build_native(modules: str) -> Optional[str]:
     """The instrumented parser module, rebuilt when its sources changed;
     None (with the reason printed) when clang, Cython or setuptools is missing."""
     missing = [name for name, present in (("clang", shutil.which("clang")),
@@ -55,15 +61,15 @@ def build_native() -> Optional[str]:
     if missing:
         print(f"no instrumented build: {', '.join(missing)} not found", flush=True)
         return None
-    sources = [os.path.join(ROOT, "fastsrv", f) for f in ("_parser.pyx", "_parser.pxd")]
+    sources = glob.glob(os.path.join(ROOT, "fastsrv", "*.p[yx]x")) + glob.glob(os.path.join(ROOT, "fastsrv", "*.pxd"))
     sources.append(os.path.join(ROOT, "setup.py"))
-    built = glob.glob(os.path.join(BUILD, "fastsrv", "_parser*.so"))
-    if built and all(os.path.getmtime(built[0]) > os.path.getmtime(s) for s in sources):
-        return built[0]
-    print("building the instrumented parser (FASTSRV_FUZZ=1) ...", flush=True)
+    built = [glob.glob(os.path.join(BUILD, "fastsrv", f"{name}.*.so")) for name in modules.split(",")]
+    if all(built) and all(os.path.getmtime(b[0]) > os.path.getmtime(s) for b in built for s in sources):
+        return glob.glob(os.path.join(BUILD, "fastsrv", "_parser.*.so"))[0]
+    print("building the instrumented core (FASTSRV_FUZZ=1) ...", flush=True)
     proc = subprocess.run([sys.executable, "setup.py", "build_ext", "--build-lib", BUILD,
                            "--build-temp", os.path.join(BUILD, "tmp"), "--force"],
-                          cwd=ROOT, env={**os.environ, "FASTSRV_FUZZ": "1"},
+                          cwd=ROOT, env={**os.environ, "FASTSRV_FUZZ": "1", "FASTSRV_FUZZ_MODULES": modules},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         print(proc.stdout[-3000:], file=sys.stderr)
@@ -104,7 +110,7 @@ def run(target: str, seconds: int, native: Optional[str], verbose: bool, extra: 
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             errors="replace", env=fuzz_env(native), cwd=ROOT)
     last_status, total_edges, stats, tail = None, None, {}, []
-    parser_edges = [0, 0]
+    parser_edges, core_edges = [0, 0], [0, 0]
     for line in proc.stderr:
         if "COVERED_" not in line:
             tail = (tail + [line])[-60:]
@@ -122,9 +128,10 @@ def run(target: str, seconds: int, native: Optional[str], verbose: bool, extra: 
         if m:
             stats[m.group(1)] = int(m.group(2))
         m = FUNC.search(line)
-        if m and PARSER_FUNC.search(m.group(3)):
-            parser_edges[0] += int(m.group(1))
-            parser_edges[1] += int(m.group(2))
+        for pattern, edges in ((PARSER_FUNC, parser_edges), (CORE_FUNC, core_edges)):
+            if m and pattern.search(m.group(3)):
+                edges[0] += int(m.group(1))
+                edges[1] += int(m.group(2))
     code = proc.wait()
     elapsed = time.monotonic() - started
     execs = stats.get("number_of_executed_units") or (int(last_status.group(1)) if last_status else 0)
@@ -137,12 +144,15 @@ def run(target: str, seconds: int, native: Optional[str], verbose: bool, extra: 
     if parser_edges[1]:
         print(f"parser code (RequestParser methods and helpers in the generated C): "
               f"{parser_edges[0]}/{parser_edges[1]} edges ({100 * parser_edges[0] / parser_edges[1]:.1f}%)")
+    if core_edges[1]:
+        print(f"connection code (HttpProtocol and BodyStream methods in the generated C): "
+              f"{core_edges[0]}/{core_edges[1]} edges ({100 * core_edges[0] / core_edges[1]:.1f}%)")
     if code != 0:
         print("FINDING (libFuzzer exit status %d); the end of its output:" % code)
         print("".join(tail))
         crashes = sorted(glob.glob(artifacts + "*"), key=os.path.getmtime)
         if crashes:
-            print(f"reproduce: python fuzz/{TARGETS[target]} {crashes[-1]}  (with the env run.py sets)")
+            print(f"reproduce: python fuzz/run.py --target {target} --reproduce {crashes[-1]}")
         return 1
     return 0
 
@@ -153,6 +163,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--target", choices=sorted(TARGETS), default="parser")
     ap.add_argument("--no-native", action="store_true", help="do not build the instrumented parser")
     ap.add_argument("--verbose", action="store_true", help="echo libFuzzer's output")
+    ap.add_argument("--reproduce", metavar="FILE", help="run the target once on FILE (a crash-* artifact)")
     ap.add_argument("libfuzzer", nargs="*", help="extra libFuzzer flags (after --)")
     args = ap.parse_args(argv)
     try:
@@ -160,7 +171,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ImportError:
         print("atheris is not installed (pip install atheris)", file=sys.stderr)
         return 2
-    native = None if args.no_native else build_native()
+    native = None if args.no_native else build_native(NATIVE[args.target])
+    if args.reproduce:
+        return subprocess.call([sys.executable, os.path.join(HERE, TARGETS[args.target]), args.reproduce],
+                               env=fuzz_env(native), cwd=ROOT)
     return run(args.target, args.seconds, native, args.verbose, args.libfuzzer)
 
 
