@@ -225,12 +225,18 @@ def test_one_input(raw: bytes) -> None:
     transport = FakeTransport(LOOP, protocol)
     ERRORS.messages.clear()
     protocol.connection_made(transport)
-    for i in range(0, len(data), size):
-        if transport.closed:
+    delivered = 0
+    while delivered < len(data) and not transport.closed:
+        for _ in range(50):          # a paused transport delivers nothing
+            if transport.reading or transport.closed:
+                break
+            spin(1)
+        if not transport.reading or transport.closed:
             break
-        protocol.data_received(data[i:i + size])
+        protocol.data_received(data[delivered:delivered + size])
+        delivered += size
         spin(2)
-    if flags & 1 and not transport.closed:
+    if flags & 1 and not transport.closed and delivered >= len(data):
         if not protocol.eof_received():
             transport.close()
     spin(30)
@@ -238,7 +244,6 @@ def test_one_input(raw: bytes) -> None:
         transport.close()
     spin(4)
     assert not ERRORS.messages, ERRORS.messages
-    assert protocol not in REGISTRY.connections if hasattr(REGISTRY, "connections") else True
     assert REGISTRY.open == 0, "the connection is still in the registry"
 
     parsed = feed_pieces([data], LIMITS)
@@ -249,7 +254,7 @@ def test_one_input(raw: bytes) -> None:
     limit = len(parsed.requests) + 1
     assert len(statuses) <= limit, f"{len(statuses)} responses to {limit} requests: {statuses}"
     if parsed.status is None and all(r["keep_alive"] for r in parsed.requests) and not flags & 1 \
-            and not closed:
+            and not closed and delivered >= len(data):
         # every request was well formed and kept the connection open, and the
         # server did not declare a close (as after an unread 100-continue
         # body): all answered
