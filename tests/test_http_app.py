@@ -374,6 +374,46 @@ def test_streaming_result_to_http10_is_delimited_by_the_close(serve, client_fact
     assert r.body == b"part 0\npart 1\npart 2\n"
 
 
+def broken_stream_app() -> App:
+    app = App()
+
+    @app.get("/broken")
+    async def broken(request):
+        async def gen():
+            yield "first part\n"
+            await asyncio.sleep(0.01)
+            raise RuntimeError("the generator failed half-way")
+        return StreamingResponse(gen())
+
+    return app
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_a_stream_that_fails_half_way_ends_the_connection_and_never_looks_whole(serve, version):
+    """After the head is out nothing can be corrected: the connection ends,
+    with no final chunk (HTTP/1.1) and with a reset rather than a clean
+    close (HTTP/1.0, whose body would otherwise look complete)."""
+    port = serve(broken_stream_app()).port
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(f"GET /broken HTTP/{version}\r\nHost: t\r\n\r\n".encode())
+    got, reset = b"", False
+    s.settimeout(3)
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except ConnectionResetError:
+        reset = True
+    finally:
+        s.close()
+    assert got.startswith(f"HTTP/1.1 200 OK".encode()) and b"first part" in got, got
+    assert not got.endswith(b"0\r\n\r\n"), got        # never a clean end of the chunked body
+    if version == "1.0":
+        assert reset, got
+
+
 @pytest.mark.parametrize("path", ["/int", "/async-set"])
 def test_unsupported_result_is_500_and_the_connection_stays_usable(serve, client_factory, path):
     """A sync handler returning 42 used to leave the connection hanging
