@@ -379,7 +379,7 @@ cdef class ASGICycle:
             if not more:
                 self.body_done = True
             return {"type": T_REQUEST, "body": chunk, "more_body": more}
-        if not self.complete and not self.conn.disconnected:
+        if not self.conn.disconnected:
             # one future for every caller: a poll that is cancelled (Starlette's
             # is_disconnected) must not take it away from a listener
             if self.waiter is None:
@@ -436,7 +436,12 @@ cdef class ASGICycle:
             if self.started:
                 raise RuntimeError("ASGI: 'http.response.start' sent twice")
             status = _field(message, "status", None)
-            if type(status) is not int or not 200 <= <int>status <= 599:
+            if type(status) is not int:
+                # an IntEnum such as http.HTTPStatus is an int too; a bool is not a status
+                if not isinstance(status, int) or isinstance(status, bool):
+                    raise ValueError(f"ASGI: response status must be an int in 200-599, got {status!r}")
+                status = int(status)
+            if not 200 <= <int>status <= 599:
                 raise ValueError(f"ASGI: response status must be an int in 200-599, got {status!r}")
             self.status = status
             self.headers = _field(message, "headers", ())

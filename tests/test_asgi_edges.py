@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -173,4 +174,17 @@ def test_an_http10_stream_cut_short_is_reset_not_closed_cleanly(serve) -> None:
     s.sendall(b"GET / HTTP/1.0\r\n\r\n")
     got = recv_for(s, 1.0)
     assert got.endswith(b"<RESET>"), got
+    s.close()
+
+
+@pytest.mark.parametrize("status, expected", [(HTTPStatus.CREATED, b"201"), (True, b"500")])
+def test_an_int_enum_status_is_a_status_and_a_bool_is_not(serve, status: Any, expected: bytes) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": START, "status": status, "headers": []})
+        await send({"type": BODY, "body": b""})
+
+    s = connect(serve(app, lifespan="off", asgi_eager="on").port)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    got = recv_for(s, 2)
+    assert got.startswith(b"HTTP/1.1 " + expected), got
     s.close()
