@@ -104,8 +104,9 @@ class Server:
             self.lifespan = Lifespan(asgi3, self.config.lifespan)
             self.asgi = ASGIApp(asgi3, not wants_task(self.config.asgi_eager),
                                 self.config.root_path, self.lifespan.state)
-            # the app's lifespan is one startup and one shutdown hook: after
-            # any hook registered before serve(), under the hook timeout
+            # the app's lifespan is the first startup and the first shutdown
+            # hook (hooks added to server.hooks later run after it), under the
+            # hook timeout
             self.hooks.on_startup(self.lifespan.startup)
             self.hooks.on_shutdown(self.lifespan.shutdown, name="ASGI lifespan shutdown")
         self.state = State.STARTING
