@@ -344,6 +344,14 @@ cdef class ASGICycle:
     cdef long long declared
     cdef long long sent
 
+    def __cinit__(self):
+        global _cycles_created
+        _cycles_created += 1
+
+    def __dealloc__(self):
+        global _cycles_freed
+        _cycles_freed += 1
+
     @staticmethod
     cdef ASGICycle new(HttpProtocol conn, Request req, BodyStream stream):
         cdef ASGICycle c = ASGICycle.__new__(ASGICycle)

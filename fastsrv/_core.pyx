@@ -39,6 +39,7 @@ from struct import pack as _pack
 from urllib.parse import unquote
 
 from fastsrv._request import BodyError, ClientDisconnected
+from fastsrv._request import object_counters as _request_counters
 
 cdef extern from "Python.h":
     ctypedef enum PySendResult:
@@ -71,6 +72,8 @@ cdef object _dispatching = None
 cdef WriteBuffer _side = WriteBuffer(4096)
 
 cdef bytes _LINGER_RESET = _pack("ii", 1, 0)
+cdef long long _cycles_created = 0
+cdef long long _cycles_freed = 0
 cdef long long _conn_created = 0
 cdef long long _conn_freed = 0
 
@@ -87,8 +90,12 @@ def monotonic():
 
 
 def debug_counters():
-    """Connections created and freed since start; equal once all are gone."""
-    return {"connections_created": _conn_created, "connections_freed": _conn_freed}
+    """Connections, requests, request body streams and ASGI exchanges
+    created and freed since start: each pair is equal once all are gone."""
+    counters = {"connections_created": _conn_created, "connections_freed": _conn_freed,
+                "asgi_cycles_created": _cycles_created, "asgi_cycles_freed": _cycles_freed}
+    counters.update(_request_counters())
+    return counters
 
 
 class HTTPError(Exception):

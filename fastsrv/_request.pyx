@@ -32,6 +32,20 @@ class ClientDisconnected(BodyError):
 cdef Py_ssize_t SMALL_PIECE = 4096
 cdef Py_ssize_t GATHER_LIMIT = 256 * 1024
 
+# objects made and freed since start (debug_counters() in the core): a
+# request or a body stream that is never freed holds the client's bytes
+cdef long long _requests_created = 0
+cdef long long _requests_freed = 0
+cdef long long _streams_created = 0
+cdef long long _streams_freed = 0
+
+
+def object_counters():
+    """Requests and body streams created and freed since start."""
+    return {"requests_created": _requests_created, "requests_freed": _requests_freed,
+            "body_streams_created": _streams_created, "body_streams_freed": _streams_freed}
+
+
 cdef str M_GET = "GET"
 cdef str M_POST = "POST"
 cdef str M_HEAD = "HEAD"
@@ -101,6 +115,8 @@ cdef class BodyStream:
     """Request body bytes on their way from the socket to the handler."""
 
     def __cinit__(self, ConnectionBase conn):
+        global _streams_created
+        _streams_created += 1
         self.conn = conn
         self.chunks = []
         self.buffered = 0
@@ -110,6 +126,10 @@ cdef class BodyStream:
         self.error = None
         self.waiter = None
         self.trailers = None
+
+    def __dealloc__(self):
+        global _streams_freed
+        _streams_freed += 1
 
     cdef void _wake(self):
         cdef object w = self.waiter
@@ -257,6 +277,8 @@ cdef class Request:
     """
 
     def __cinit__(self):
+        global _requests_created
+        _requests_created += 1
         self._spans = NULL
         self._nspans = 0
 
@@ -264,6 +286,8 @@ cdef class Request:
         raise TypeError("Request objects are made by the server")
 
     def __dealloc__(self):
+        global _requests_freed
+        _requests_freed += 1
         if self._spans != NULL and self._spans != self._inline_spans:
             PyMem_Free(self._spans)
         self._spans = NULL
