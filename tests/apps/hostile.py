@@ -16,9 +16,17 @@ app = App()
 
 
 @lru_cache(maxsize=16)
-def _payload(size: int) -> bytes:
+def payload(size: int) -> bytes:
+    """``size`` bytes of 64-character lines, the same object for the same size."""
     line = b"0123456789abcdef" * 4 + b"\n"
     return (line * (size // len(line) + 1))[:size]
+
+
+def fresh_chunk() -> bytes:
+    """16 kB of the payload as a new object, as a real producer makes them:
+    chunks that were all one cached object would cost a server that buffers
+    them without bound next to nothing, hiding it."""
+    return bytes(bytearray(payload(16384)))
 
 
 @app.get("/")
@@ -28,8 +36,10 @@ def index(request):
 
 @app.get("/large")
 def large(request):
-    """``?kb=N`` bytes of text (default 1024 kB, at most 64 MB)."""
-    return _payload(min(int(request.query.get("kb", "1024")), 65536) * 1024)
+    """``?kb=N`` bytes of text (default 1024 kB, at most 64 MB); ``&fresh=1``
+    makes a new body rather than answering the cached one."""
+    body = payload(min(int(request.query.get("kb", "1024")), 65536) * 1024)
+    return bytes(bytearray(body)) if request.query.get("fresh") == "1" else body
 
 
 @app.post("/echo")
@@ -47,13 +57,14 @@ async def count(request):
 
 @app.get("/stream")
 async def stream(request):
-    """``?chunks=N`` chunks of 16 kB, 10 ms apart (default 1000)."""
+    """``?chunks=N`` chunks of 16 kB (default 1000), ``&ms=M`` apart (default 10)."""
     chunks = int(request.query.get("chunks", "1000"))
+    pause = int(request.query.get("ms", "10")) / 1000
 
     async def parts():
         for _ in range(chunks):
-            yield _payload(16384)
-            await asyncio.sleep(0.01)
+            yield fresh_chunk()
+            await asyncio.sleep(pause)
     return StreamingResponse(parts())
 
 
