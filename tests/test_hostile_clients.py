@@ -6,6 +6,11 @@ Bounded in count and time: a few hundred slow connections, a few thousand
 dropped ones, responses of a few megabytes.  Timeouts are set to 1 s and the
 core sweeps them once a second, so a timeout fires 1-2 s after it was armed.
 Memory is measured as the RSS of a server in a subprocess.
+
+Each test runs against the native app (``tests/apps/hostile.py``) and the
+same routes as a raw ASGI app (``tests/apps/hostile_asgi.py``); where how the
+app is run matters (the handler awaits, streams or is reset under it), the
+ASGI app runs both in place (``asgi_eager`` on) and in a Task (off).
 """
 
 from __future__ import annotations
@@ -16,18 +21,40 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, List
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
 
 import pytest
 
 from bench.harness.procs import rss_bytes as rss
 from fastsrv._core import debug_counters
 
-from apps.hostile import app
+from apps import hostile, hostile_asgi
 from conftest import RawClient
 
-HOSTILE = ["tests.apps.hostile:app"]
 MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """One way of serving the hostile routes: in a thread (``app`` with
+    ``settings``) or as ``fastsrv run`` in a subprocess (``cli``)."""
+
+    app: Any
+    cli: List[str]
+    settings: Dict[str, Any] = field(default_factory=dict)
+
+
+NATIVE = pytest.param(Flavor(hostile.app, ["tests.apps.hostile:app"]), id="native")
+ASGI = pytest.param(Flavor(hostile_asgi.app,
+                           ["tests.apps.hostile_asgi:app", "--lifespan", "off", "--asgi-eager", "on"],
+                           {"lifespan": "off", "asgi_eager": "on"}), id="asgi")
+ASGI_TASK = pytest.param(Flavor(hostile_asgi.app,
+                                ["tests.apps.hostile_asgi:app", "--lifespan", "off", "--asgi-eager", "off"],
+                                {"lifespan": "off", "asgi_eager": "off"}), id="asgi-task")
+# where the app is not called or runs straight through, one ASGI mode is enough
+BOTH = pytest.mark.parametrize("flavor", [NATIVE, ASGI])
+EVERY = pytest.mark.parametrize("flavor", [NATIVE, ASGI, ASGI_TASK])
 
 
 # ---- helpers ------------------------------------------------------------------
@@ -48,9 +75,13 @@ def get(port: int, path: str = "/", timeout: float = 5.0) -> int:
         c.close()
 
 
-def live_connections() -> int:
+OBJECTS = ("connections", "requests", "body_streams", "asgi_cycles")
+
+
+def live_objects() -> Dict[str, int]:
+    """Of each kind of object the core counts, how many are alive."""
     counters = debug_counters()
-    return counters["connections_created"] - counters["connections_freed"]
+    return {kind: counters[f"{kind}_created"] - counters[f"{kind}_freed"] for kind in OBJECTS}
 
 
 def wait_until(predicate: Any, timeout: float, step: float = 0.02) -> bool:
@@ -62,17 +93,22 @@ def wait_until(predicate: Any, timeout: float, step: float = 0.02) -> bool:
     return predicate()
 
 
-def settle(srv: Any, live_before: int, timeout: float = 5.0) -> None:
-    """Wait until the server holds no connection and every connection object
-    created since ``live_before`` was counted is freed."""
+def settle(srv: Any, live_before: Dict[str, int], timeout: float = 5.0) -> None:
+    """Wait until the server holds no connection and every connection,
+    request, body stream and ASGI exchange created since ``live_before``
+    was counted is freed."""
     assert wait_until(lambda: srv.call(lambda: srv.server.registry.open) == 0, timeout), \
         f"{srv.call(lambda: srv.server.registry.open)} connections still open"
 
+    def leaked() -> Dict[str, int]:
+        live = live_objects()
+        return {kind: live[kind] - live_before[kind] for kind in OBJECTS if live[kind] > live_before[kind]}
+
     def freed() -> bool:
         srv.call(gc.collect)
-        return live_connections() <= live_before
+        return not leaked()
 
-    assert wait_until(freed, timeout, 0.05), f"{live_connections() - live_before} connection objects leaked"
+    assert wait_until(freed, timeout, 0.05), f"objects not freed: {leaked()}"
 
 
 class Background:
@@ -113,13 +149,14 @@ class Background:
 SLOWLORIS = 300
 
 
-def test_slowloris_connections_get_408_at_the_header_timeout_while_others_are_served(serve):
+@BOTH
+def test_slowloris_connections_get_408_at_the_header_timeout_while_others_are_served(serve, flavor):
     """300 connections each send a request head a byte at a time, never
     finishing it: each is answered 408 and closed 1-2 s after its first byte
     (the head timeout counts from there, not from the last byte), and a
     plain client meanwhile is served every time, promptly."""
-    srv = serve(app, header_timeout=1.0)
-    live_before = live_connections()
+    srv = serve(flavor.app, **flavor.settings, header_timeout=1.0)
+    live_before = live_objects()
     slow = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(SLOWLORIS)]
     for s in slow:
         s.setblocking(False)
@@ -168,10 +205,11 @@ def test_slowloris_connections_get_408_at_the_header_timeout_while_others_are_se
 # ---- slow bodies --------------------------------------------------------------------
 
 
-def test_body_with_a_gap_longer_than_the_body_timeout_is_answered_408(serve):
+@BOTH
+def test_body_with_a_gap_longer_than_the_body_timeout_is_answered_408(serve, flavor):
     """A body that stops arriving for longer than the body timeout is cut
     with 408, even after a good start; the server then closes."""
-    srv = serve(app, body_timeout=1.0)
+    srv = serve(flavor.app, **flavor.settings, body_timeout=1.0)
     c = RawClient(srv.port)
     c.send(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
     for _ in range(5):
@@ -185,8 +223,9 @@ def test_body_with_a_gap_longer_than_the_body_timeout_is_answered_408(serve):
     c.close()
 
 
-def test_chunked_body_stalled_mid_chunk_is_answered_408(serve):
-    srv = serve(app, body_timeout=1.0)
+@BOTH
+def test_chunked_body_stalled_mid_chunk_is_answered_408(serve, flavor):
+    srv = serve(flavor.app, **flavor.settings, body_timeout=1.0)
     c = RawClient(srv.port)
     c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n100\r\nabc")
     started = time.monotonic()
@@ -213,14 +252,15 @@ DROP_SHAPES = [
 ]
 
 
-def test_thousands_of_connections_opened_and_dropped_leave_nothing_behind(serve, caplog):
+@EVERY
+def test_thousands_of_connections_opened_and_dropped_leave_nothing_behind(serve, caplog, flavor):
     """4000 connections, in batches of 250, each sending one of
     ``DROP_SHAPES`` and going away with a FIN or an RST: afterwards the
     server holds no connection, every connection object is freed, nothing
     was logged as an error, and it still serves."""
     caplog.set_level(logging.WARNING)
-    srv = serve(app)
-    live_before = live_connections()
+    srv = serve(flavor.app, **flavor.settings)
+    live_before = live_objects()
     created_before = debug_counters()["connections_created"]
     for batch in range(DROPPED // BATCH):
         socks = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(BATCH)]
@@ -242,6 +282,7 @@ def test_thousands_of_connections_opened_and_dropped_leave_nothing_behind(serve,
 # ---- resets ----------------------------------------------------------------------------
 
 
+@EVERY
 @pytest.mark.parametrize("request_bytes, read_first", [
     pytest.param(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000, 0,
                  id="mid-body"),
@@ -250,13 +291,13 @@ def test_thousands_of_connections_opened_and_dropped_leave_nothing_behind(serve,
     pytest.param(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n", 40000, id="mid-streaming-response"),
     pytest.param(b"GET /slow?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n", 0, id="while-the-handler-awaits"),
 ])
-def test_client_resetting_mid_exchange_leaves_nothing_behind(serve, caplog, request_bytes, read_first):
+def test_client_resetting_mid_exchange_leaves_nothing_behind(serve, caplog, request_bytes, read_first, flavor):
     """20 clients send a request, read part of the answer, then reset the
     connection (SO_LINGER 0): the server frees every connection, logs no
     error and keeps serving."""
     caplog.set_level(logging.WARNING)
-    srv = serve(app)
-    live_before = live_connections()
+    srv = serve(flavor.app, **flavor.settings)
+    live_before = live_objects()
     for _ in range(20):
         c = RawClient(srv.port)
         c.send(request_bytes)
@@ -273,12 +314,13 @@ def test_client_resetting_mid_exchange_leaves_nothing_behind(serve, caplog, requ
 # ---- memory under clients that do not read -----------------------------------------------
 
 
-def test_pipelining_flood_from_a_client_that_does_not_read_keeps_memory_bounded(process_server):
+@EVERY
+def test_pipelining_flood_from_a_client_that_does_not_read_keeps_memory_bounded(process_server, flavor):
     """A client pipelines requests for 16 kB responses (a 400-fold
     amplification) and reads nothing: the server stops reading it once its
     responses back up, so its RSS grows by a few MB, not by the gigabytes the
     requests sent would ask for; other clients are served meanwhile."""
-    server = process_server(HOSTILE).wait_ready()
+    server = process_server(flavor.cli).wait_ready()
     assert get(server.port, "/large?kb=16") == 200           # warm up the cached payload
     before = rss(server.proc.pid)
     flood = socket.create_connection(("127.0.0.1", server.port))
@@ -309,18 +351,21 @@ SLOW_READERS = 20
 PIPELINED = 8
 
 
-def test_slow_readers_of_large_responses_keep_memory_bounded(process_server):
+@BOTH
+def test_slow_readers_of_large_responses_keep_memory_bounded(process_server, flavor):
     """20 clients each pipeline 8 requests for 1 MB and read 16 kB every
     50 ms: the server holds about one response per client, not eight, and
-    each client gets the bytes it reads in order."""
-    server = process_server(HOSTILE).wait_ready()
+    each client gets the bytes it reads in order.  Each body is a new object
+    (``fresh=1``): the transport keeps a reference to what it buffers, so
+    eight answers of one cached body would cost nothing."""
+    server = process_server(flavor.cli).wait_ready()
     assert get(server.port, "/large?kb=1024") == 200
     before = rss(server.proc.pid)
     readers = []
     for _ in range(SLOW_READERS):
         s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        s.sendall(b"GET /large?kb=1024 HTTP/1.1\r\nHost: x\r\n\r\n" * PIPELINED)
+        s.sendall(b"GET /large?kb=1024&fresh=1 HTTP/1.1\r\nHost: x\r\n\r\n" * PIPELINED)
         readers.append([s, b""])
     peak = 0
     started = time.monotonic()
@@ -339,18 +384,23 @@ def test_slow_readers_of_large_responses_keep_memory_bounded(process_server):
     assert get(server.port) == 200
 
 
-def test_slow_readers_of_streaming_responses_keep_memory_bounded(process_server):
-    """20 clients read 16 MB streams 4 kB every 50 ms: the generators are
-    held back by the transport (the core awaits its drain), so the server
-    buffers next to nothing while its producers could outrun the readers."""
-    server = process_server(HOSTILE).wait_ready()
+@BOTH
+def test_slow_readers_of_streaming_responses_keep_memory_bounded(process_server, flavor):
+    """20 clients read 16 MB streams 4 kB every 50 ms: the producers are
+    held back by the transport (the core awaits its drain for a native
+    generator; an ASGI ``send`` does not return while the client is not
+    reading), so the server buffers next to nothing.  Chunks come 1 ms apart
+    as new objects, so that unheld producers would outrun the kernel's few
+    MB of socket buffer within the run (an ASGI stream not awaiting ``send``
+    grew the RSS by ~250 MB)."""
+    server = process_server(flavor.cli).wait_ready()
     assert get(server.port, "/large?kb=16") == 200
     before = rss(server.proc.pid)
     readers = []
     for _ in range(SLOW_READERS):
         s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        s.sendall(b"GET /stream?chunks=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /stream?chunks=1000&ms=1 HTTP/1.1\r\nHost: x\r\n\r\n")
         readers.append(s)
     peak, received = 0, 0
     started = time.monotonic()
@@ -393,12 +443,13 @@ def send_in_one_byte_chunks(port: int, path: str, size: int) -> bytes:
 TINY_CHUNKED_BODY = 2 * MIB
 
 
-def test_body_in_one_byte_chunks_costs_a_sync_handler_about_its_size(process_server):
+@BOTH
+def test_body_in_one_byte_chunks_costs_a_sync_handler_about_its_size(process_server, flavor):
     """A 2 MB body sent as 1-byte chunks (12 MB on the wire) to a sync
     handler, which the core reads whole before calling it, should cost the
     server a few times 2 MB.  (Kept as one ``bytes`` object per chunk, it
     cost ~180 MB: max_body_bytes bounded the payload, not the memory.)"""
-    server = process_server(HOSTILE).wait_ready()
+    server = process_server(flavor.cli).wait_ready()
     assert get(server.port) == 200
     before = peak_rss(server.proc.pid)
     assert send_in_one_byte_chunks(server.port, "/sync-count", TINY_CHUNKED_BODY) == b"HTTP/1.1 200 OK"
@@ -406,12 +457,13 @@ def test_body_in_one_byte_chunks_costs_a_sync_handler_about_its_size(process_ser
     assert grown < 8 * TINY_CHUNKED_BODY, f"peak RSS grew {grown / MIB:.0f} MB for a 2 MB body"
 
 
-def test_body_in_one_byte_chunks_is_held_back_at_the_high_water_for_a_late_reader(process_server):
+@BOTH
+def test_body_in_one_byte_chunks_is_held_back_at_the_high_water_for_a_late_reader(process_server, flavor):
     """An async handler that reads its body only after 1 s: the core stops
     reading the socket once body_high_water (256 kB) is buffered, which
     should hold the server's memory to about that, however small the chunks
     (one ``bytes`` object per chunk made it ~48 MB)."""
-    server = process_server(HOSTILE).wait_ready()
+    server = process_server(flavor.cli).wait_ready()
     assert get(server.port) == 200
     before = peak_rss(server.proc.pid)
     status = send_in_one_byte_chunks(server.port, "/late-count?ms=1000", TINY_CHUNKED_BODY)
@@ -425,6 +477,7 @@ def test_body_in_one_byte_chunks_is_held_back_at_the_high_water_for_a_late_reade
 LIMITS = dict(max_request_line=1024, max_header_bytes=4096, max_header_count=20, max_body_bytes=65536)
 
 
+@BOTH
 @pytest.mark.parametrize("request_bytes, status", [
     pytest.param(b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, id="request-line"),
     pytest.param(b"GET /" + b"a" * 100_000, 414, id="request-line-never-ending"),
@@ -444,8 +497,8 @@ LIMITS = dict(max_request_line=1024, max_header_bytes=4096, max_header_count=20,
     pytest.param(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;"
                  + b"e" * 5000, 400, id="chunk-extension"),
 ])
-def test_oversize_request_is_answered_with_its_status_and_closed(serve, request_bytes, status):
-    srv = serve(app, **LIMITS)
+def test_oversize_request_is_answered_with_its_status_and_closed(serve, request_bytes, status, flavor):
+    srv = serve(flavor.app, **flavor.settings, **LIMITS)
     c = RawClient(srv.port)
     try:
         c.send(request_bytes)
