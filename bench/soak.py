@@ -2,7 +2,8 @@
 """A bounded soak: many mixed requests against a fastsrv subprocess, and
 whether anything grows.
 
-Starts ``fastsrv run tests.apps.hostile:app`` and drives it from
+Starts ``fastsrv run tests.apps.hostile:app`` (or, with ``--app``, the same
+routes as raw ASGI, ``tests.apps.hostile_asgi:app``) and drives it from
 ``--connections`` concurrent clients (asyncio on uvloop), each looping over a
 weighted mix: keep-alive runs of ``GET /``, pipelined batches of 64,
 ``Content-Length`` and chunked ``POST /echo`` (the echo is checked), a 256 kB
@@ -14,11 +15,13 @@ Reported: requests answered, unexpected errors (must be 0), the server's RSS
 after warm-up (the first fifth of the run), in the middle and at the end
 (their growth must stay under ``--max-growth-mb``), its open file descriptors
 before the clients and after they are gone (must be equal), and the core's
-connection objects created and freed (all freed but the one asking).
+connection objects created and freed (all freed but the one asking), and
+for an ASGI app its request/response exchanges too.
 
     python bench/soak.py                 # 120 s
     python bench/soak.py --quick         # 15 s
     python bench/soak.py --seconds 600 --connections 16
+    python bench/soak.py --quick --app tests.apps.hostile_asgi:app --asgi-eager off
 
 Exit status 0 when every check held, 1 otherwise.
 """
@@ -47,6 +50,8 @@ from bench.harness.procs import free_port, rss_bytes  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1024 * 1024
+NATIVE_APP = "tests.apps.hostile:app"
+ASGI_APP = "tests.apps.hostile_asgi:app"
 GET = b"GET / HTTP/1.1\r\nHost: soak\r\n\r\n"
 PIPELINE_DEPTH = 64
 MALFORMED: List[Tuple[bytes, int]] = [
@@ -88,6 +93,12 @@ class Soak:
         c = self.connections
         return c.get("connections_created", 0) - c.get("connections_freed", 0) - 1   # the asking one
 
+    @property
+    def leaked_asgi_cycles(self) -> int:
+        c = self.connections
+        created = c.get("asgi_cycles_created", 0)
+        return created - c.get("asgi_cycles_freed", 0) - (1 if created else 0)     # the asking one
+
     def failures(self, max_growth: int) -> List[str]:
         out = []
         if self.errors:
@@ -98,6 +109,8 @@ class Soak:
             out.append(f"open fds {self.fds.get('before')} before, {self.fds.get('after')} after")
         if self.leaked_connections:
             out.append(f"{self.leaked_connections} connection objects not freed ({self.connections})")
+        if self.leaked_asgi_cycles:
+            out.append(f"{self.leaked_asgi_cycles} ASGI exchanges not freed ({self.connections})")
         return out
 
 
@@ -284,11 +297,13 @@ async def drive(port: int, pid: int, seconds: float, connections: int, soak: Soa
     await asyncio.gather(*clients)
 
 
-def run_soak(seconds: float = 120, connections: int = 8, progress: float = 5.0) -> Soak:
-    """Run the soak against a fresh server subprocess; the measurements."""
+def run_soak(seconds: float = 120, connections: int = 8, progress: float = 5.0,
+             app: str = NATIVE_APP, asgi_eager: str = "auto") -> Soak:
+    """Run the soak against a fresh server subprocess serving ``app`` (the
+    hostile routes, native or ASGI); the measurements."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "fastsrv", "run", "tests.apps.hostile:app", "--port",
-                             str(port), "--log-level", "warning"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "fastsrv", "run", app, "--asgi-eager", asgi_eager,
+                             "--port", str(port), "--log-level", "warning"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     soak = Soak(seconds=seconds)
     try:
@@ -329,12 +344,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--seconds", type=float, default=120)
     ap.add_argument("--quick", action="store_true", help="a 15 s run")
     ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--app", default=NATIVE_APP,
+                    help=f"the server's app: {NATIVE_APP} (default) or the same routes as ASGI, {ASGI_APP}")
+    ap.add_argument("--asgi-eager", choices=("auto", "on", "off"), default="auto",
+                    help="for an ASGI app: run requests in place until they suspend (on) or in a Task (off)")
     ap.add_argument("--max-growth-mb", type=float, default=8.0,
                     help="RSS growth allowed from warm-up to the end (default 8 MB)")
     args = ap.parse_args(argv)
     seconds = 15 if args.quick else args.seconds
-    print(f"soak: {seconds:.0f} s, {args.connections} connections, server tests.apps.hostile:app", flush=True)
-    soak = run_soak(seconds, args.connections)
+    print(f"soak: {seconds:.0f} s, {args.connections} connections, server {args.app}", flush=True)
+    soak = run_soak(seconds, args.connections, app=args.app, asgi_eager=args.asgi_eager)
     print(f"requests: {soak.requests:,} ({soak.requests / seconds:,.0f}/s); by scenario: "
           + ", ".join(f"{k} {v:,}" for k, v in sorted(soak.by_scenario.items())))
     print(f"unexpected errors: {soak.errors}" + (f" e.g. {soak.error_samples[:3]}" if soak.errors else ""))
@@ -343,6 +362,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"open fds: {soak.fds.get('before')} before the clients, {soak.fds.get('after')} after")
     print(f"connection objects: {soak.connections.get('connections_created')} created, "
           f"{soak.connections.get('connections_freed')} freed (1 is the one asking)")
+    if soak.connections.get("asgi_cycles_created"):
+        print(f"ASGI exchanges: {soak.connections['asgi_cycles_created']} created, "
+              f"{soak.connections.get('asgi_cycles_freed')} freed (1 is the one asking)")
     failures = soak.failures(int(args.max_growth_mb * MIB))
     for failure in failures:
         print("FAIL: " + failure)
