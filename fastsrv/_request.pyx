@@ -202,6 +202,10 @@ cdef class BodyStream:
                 return b""
             if self.error is not None:
                 raise self.error
+            if self.waiter is not None and not self.waiter.done():
+                # two readers would each get parts of the body, and the first
+                # would never be woken: say so instead of hanging
+                raise RuntimeError("the request body is already being read by another task")
             if self.continue_pending:
                 self.continue_pending = False
                 self.conn.send_continue()

@@ -252,3 +252,28 @@ def test_every_request_stream_and_exchange_is_freed_after_mixed_traffic(serve, m
             break
         time.sleep(0.05)
     assert live_objects() == before
+
+
+def test_a_second_concurrent_body_reader_is_told_not_left_hanging(serve) -> None:
+    outcome: list[str] = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        first = asyncio.ensure_future(receive())      # waits for body bytes
+        await asyncio.sleep(0.01)
+        try:
+            await receive()
+            outcome.append("second read")
+        except RuntimeError as exc:
+            outcome.append(str(exc))
+        message = await first
+        await send({"type": START, "status": 200, "headers": []})
+        await send({"type": BODY, "body": message["body"]})
+
+    s = connect(serve(app, lifespan="off", asgi_eager="on").port)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
+    time.sleep(0.1)
+    s.sendall(b"hello")
+    got = recv_for(s, 2)
+    assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"hello<EOF>"), got
+    assert outcome == ["the request body is already being read by another task"]
+    s.close()
