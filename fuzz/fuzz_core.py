@@ -14,19 +14,27 @@ half-closes, and finally the connection is lost.  The invariants:
   bytes, plus one (the request it refused, or one whose body has not all
   arrived, answered early); every request answered when all were well formed
   and kept the connection open;
-* the core logged no internal error, and the connection left the registry.
+* the core logged no internal error, and the connection left the registry;
+* once the connection is gone (and after a collection if need be), every
+  connection, request, body stream and ASGI exchange it made was freed
+  (``debug_counters()``).
 
-Run it through ``fuzz/run.py --target core`` (which loads the four compiled
+A ``Variant`` says what is behind the protocol: this file's native app
+(``--target core``) or the raw ASGI app of ``fuzz_core_asgi.py``
+(``--target core-asgi``), which errors the app causes on purpose the core
+may log, whether a response may be cut short by a reset, and what else to
+check.  Run it through ``fuzz/run.py`` (which loads the four compiled
 modules instrumented when clang is there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import sys
-from typing import List, NamedTuple
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 import atheris
 
@@ -35,9 +43,9 @@ import common
 INSTRUMENTED = common.load_parser(common.CORE_MODULES)
 
 from fastsrv import App, HTTPError, StreamingResponse  # noqa: E402  (after load_parser)
-from fastsrv._core import ConnectionRegistry, HttpProtocol, ProtocolConfig  # noqa: E402
+from fastsrv._core import ConnectionRegistry, HttpProtocol, ProtocolConfig, debug_counters  # noqa: E402
 from fastsrv._parser import Limits  # noqa: E402
-from parser_harness import feed_pieces  # noqa: E402
+from parser_harness import Outcome, feed_pieces  # noqa: E402
 
 LIMITS = Limits(max_request_line=64, max_header_bytes=512, max_header_count=8, max_body_bytes=256)
 
@@ -98,6 +106,7 @@ class FakeTransport(asyncio.Transport):
         self.protocol = protocol
         self.out = bytearray()
         self.closed = False
+        self.aborted = False     # closed with a reset (a response may be cut short)
         self.reading = True
 
     def write(self, data) -> None:
@@ -110,6 +119,7 @@ class FakeTransport(asyncio.Transport):
             self.loop.call_soon(self.protocol.connection_lost, None)
 
     def abort(self) -> None:
+        self.aborted = self.aborted or not self.closed
         self.close()
 
     def is_closing(self) -> bool:
@@ -128,17 +138,26 @@ class FakeTransport(asyncio.Transport):
         return 0
 
 
+def a_failing_handler(record: logging.LogRecord) -> bool:
+    """A failure of the app's own making (its handlers raise with these words)."""
+    return "a failing handler" in record.getMessage() or bool(
+        record.exc_info and "a failing handler" in str(record.exc_info[1]))
+
+
 class InternalErrors(logging.Handler):
-    """Errors the core logs about itself (a failing handler is the app's)."""
+    """Errors the core logs about itself, not those ``expected`` says the
+    app caused."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.messages: List[str] = []
+        self.expected: Callable[[logging.LogRecord], bool] = a_failing_handler
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if "a failing handler" not in message and not (record.exc_info and "a failing handler"
-                                                        in str(record.exc_info[1])):
+        if not self.expected(record):
+            message = record.getMessage()
+            if record.exc_info:
+                message += f" ({record.exc_info[1]!r})"
             self.messages.append(message)
 
 
@@ -148,21 +167,48 @@ STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) [^\r\n]*\r\n")
 class Responses(NamedTuple):
     statuses: List[int]
     closed: bool        # the last one said Connection: close
+    cut: bool = False   # the last one was cut short (by a reset)
 
 
-def parse_responses(out: bytes, methods: List[bytes]) -> Responses:
-    """The final statuses in ``out``; AssertionError if it is not a
-    well-formed response stream (nothing may follow a Connection: close)."""
+class CutShort(Exception):
+    """The output ends inside a response."""
+
+
+def parse_responses(out: bytes, requests: List[dict], cut_ok: bool = False) -> Responses:
+    """The final statuses in ``out`` (answering ``requests``, and maybe one
+    more); AssertionError if it is not a well-formed response stream
+    (nothing may follow a Connection: close; a body without framing, to an
+    HTTP/1.0 request, ends with the connection).
+    With ``cut_ok`` (the connection was reset) the last response may end
+    short: a truncated status line, head or body, never a malformed one."""
     statuses: List[int] = []
+    try:
+        return _parse_responses(out, requests, statuses)
+    except CutShort as exc:
+        assert cut_ok, f"the response stream ends inside a response ({exc}): {out[-200:]!r}"
+        return Responses(statuses, False, True)
+
+
+def _need(out: bytes, end: int, what: str) -> None:
+    if end > len(out):
+        raise CutShort(what)
+
+
+def _parse_responses(out: bytes, requests: List[dict], statuses: List[int]) -> Responses:
     closed = False
     pos = 0
     while pos < len(out):
         assert not closed, f"bytes after a Connection: close response: {out[pos:pos + 60]!r}"
         m = STATUS_LINE.match(out, pos)
+        if not m and b"\r\n" not in out[pos:pos + 60]:
+            assert b"HTTP/1.1 ".startswith(out[pos:pos + 9]) or out[pos:].startswith(b"HTTP/1.1 "), \
+                f"no status line at {pos}: {out[pos:pos + 60]!r}"
+            raise CutShort("in a status line")
         assert m, f"no status line at {pos}: {out[pos:pos + 60]!r}"
         status = int(m.group(1))
         end = out.find(b"\r\n\r\n", m.start())
-        assert end != -1, f"unterminated head: {out[pos:pos + 200]!r}"
+        if end == -1:
+            raise CutShort("in a head")
         fields = {}
         for line in out[m.end():end].split(b"\r\n") if end > m.end() - 2 else []:
             if not line:
@@ -174,7 +220,8 @@ def parse_responses(out: bytes, methods: List[bytes]) -> Responses:
         if 100 <= status < 200:
             assert status == 100, status
             continue
-        method = methods[len(statuses)] if len(statuses) < len(methods) else b"GET"
+        request = requests[len(statuses)] if len(statuses) < len(requests) else None
+        method = request["method"] if request else b"GET"
         statuses.append(status)
         closed = b"close" in [v.lower() for v in fields.get(b"connection", [])]
         no_body = method == b"HEAD" or status in (204, 304)
@@ -186,9 +233,12 @@ def parse_responses(out: bytes, methods: List[bytes]) -> Responses:
                 continue
             while True:
                 eol = out.find(b"\r\n", pos)
-                assert eol != -1, "unterminated chunk size"
+                if eol == -1:
+                    assert re.fullmatch(rb"[0-9a-f]*", out[pos:]), f"bad chunk size {out[pos:pos + 20]!r}"
+                    raise CutShort("in a chunk size")
                 size = int(out[pos:eol], 16)
                 pos = eol + 2 + size
+                _need(out, pos + 2, "in chunk data")
                 assert out[pos:pos + 2] == b"\r\n", "chunk data longer than its size"
                 pos += 2
                 if size == 0:
@@ -197,9 +247,12 @@ def parse_responses(out: bytes, methods: List[bytes]) -> Responses:
             assert len(cl) == 1, cl
             if not no_body:
                 pos += int(cl[0])
-                assert pos <= len(out), "body shorter than its Content-Length"
-        else:
-            assert no_body or status in (204, 304), f"{status} without framing"
+                _need(out, pos, "body shorter than its Content-Length")
+        elif not no_body:
+            # close-delimited: only to an HTTP/1.0 request (or the one the
+            # parser did not complete), and the connection ends with it
+            assert closed and (request is None or request["version"] == "1.0"), f"{status} without framing"
+            pos = len(out)
     return Responses(statuses, closed)
 
 
@@ -207,10 +260,30 @@ LOOP = asyncio.new_event_loop()
 asyncio.set_event_loop(LOOP)
 REGISTRY = ConnectionRegistry(ProtocolConfig(LIMITS, body_high_water=64, pipeline_high_water=128))
 REGISTRY.start(LOOP)
-ROUTER = make_app().router()
 ERRORS = InternalErrors()
 logging.getLogger("fastsrv").addHandler(ERRORS)
 logging.getLogger("fastsrv").propagate = False
+
+
+class Run(NamedTuple):
+    """What one input did, for a variant's own checks."""
+    flags: int
+    data: bytes
+    parsed: Outcome
+    responses: "Responses"
+    transport: FakeTransport
+
+
+class Variant(NamedTuple):
+    """What is behind the protocol, and what that changes in the checks."""
+    new_protocol: Callable[[int], HttpProtocol]        # from the input's flags
+    expected_log: Callable[[logging.LogRecord], bool]  # errors the app causes on purpose
+    cut_ok: bool = False                               # may a reset cut a response short
+    check: Optional[Callable[[Run], None]] = None      # more invariants, after the common ones
+
+
+NATIVE_ROUTER = make_app().router()
+NATIVE = Variant(lambda flags: HttpProtocol(REGISTRY, NATIVE_ROUTER), a_failing_handler)
 
 
 def spin(turns: int = 8) -> None:
@@ -218,12 +291,21 @@ def spin(turns: int = 8) -> None:
         LOOP.run_until_complete(asyncio.sleep(0))
 
 
-def test_one_input(raw: bytes) -> None:
+def live_objects() -> Dict[str, int]:
+    """Connections, requests, body streams and ASGI exchanges not yet freed."""
+    counters = debug_counters()
+    return {kind[:-len("_created")]: created - counters[kind[:-len("created")] + "freed"]
+            for kind, created in counters.items() if kind.endswith("_created")}
+
+
+def run_one(raw: bytes, variant: Variant) -> None:
     flags, split, data = common.decode(raw)
     size = 1 + split % 97
-    protocol = HttpProtocol(REGISTRY, ROUTER)
+    live_before = live_objects()
+    protocol = variant.new_protocol(flags)
     transport = FakeTransport(LOOP, protocol)
     ERRORS.messages.clear()
+    ERRORS.expected = variant.expected_log
     protocol.connection_made(transport)
     delivered = 0
     while delivered < len(data) and not transport.closed:
@@ -247,22 +329,30 @@ def test_one_input(raw: bytes) -> None:
     assert REGISTRY.open == 0, "the connection is still in the registry"
 
     parsed = feed_pieces([data], LIMITS)
-    methods = [r["method"] for r in parsed.requests]
-    statuses, closed = parse_responses(bytes(transport.out), methods)
+    responses = parse_responses(bytes(transport.out), parsed.requests, variant.cut_ok)
+    statuses = responses.statuses
     # one more than the complete requests: the refused one, or one whose
     # head is complete and whose body is not (answered early, e.g. a 405)
     limit = len(parsed.requests) + 1
     assert len(statuses) <= limit, f"{len(statuses)} responses to {limit} requests: {statuses}"
     if parsed.status is None and all(r["keep_alive"] for r in parsed.requests) and not flags & 1 \
-            and not closed and delivered >= len(data):
+            and not responses.closed and not transport.aborted and delivered >= len(data):
         # every request was well formed and kept the connection open, and the
-        # server did not declare a close (as after an unread 100-continue
-        # body): all answered
-        assert len(statuses) >= len(parsed.requests), f"{statuses} for {methods}"
+        # server neither declared a close (as after an unread 100-continue
+        # body) nor cut the connection (an app failing mid-response): all answered
+        assert len(statuses) >= len(parsed.requests), f"{statuses} for {[r['method'] for r in parsed.requests]}"
+    if variant.check is not None:
+        variant.check(Run(flags, data, parsed, responses, transport))
+
+    del protocol, transport
+    if live_objects() != live_before:
+        gc.collect()      # an exception's traceback holds a cycle
+        live = live_objects()
+        assert live == live_before, f"not freed after the connection: {live} (before: {live_before})"
 
 
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
+def main(variant: Variant = NATIVE) -> None:
+    atheris.Setup(sys.argv, lambda raw: run_one(raw, variant))
     atheris.Fuzz()
 
 

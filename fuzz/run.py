@@ -4,11 +4,12 @@
     python fuzz/run.py --seconds 60                       # the parser target
     python fuzz/run.py --seconds 60 --target differential # against h11/httptools
     python fuzz/run.py --seconds 60 --target core         # the connection core on a fake transport
+    python fuzz/run.py --seconds 60 --target core-asgi    # the same with an ASGI app
     python fuzz/run.py --seconds 10 --no-native           # ordinary build only
     python fuzz/run.py --target core --reproduce fuzz/artifacts/crash-...
 
 With clang on the PATH the compiled modules a target loads (the parser; all
-four for ``core``) are first rebuilt out of the tree with libFuzzer's
+four for ``core`` and ``core-asgi``) are first rebuilt out of the tree with libFuzzer's
 coverage instrumentation and AddressSanitizer (``FASTSRV_FUZZ=1``, into
 ``fuzz/build/``), so libFuzzer is guided by the branches of the generated C;
 without clang (or with ``--no-native``) the target runs on the ordinary build
@@ -38,9 +39,14 @@ sys.path.insert(0, HERE)
 import common  # noqa: E402
 import seeds  # noqa: E402
 
-TARGETS = {"parser": "fuzz_parser.py", "differential": "fuzz_differential.py", "core": "fuzz_core.py"}
+TARGETS = {"parser": "fuzz_parser.py", "differential": "fuzz_differential.py", "core": "fuzz_core.py",
+           "core-asgi": "fuzz_core_asgi.py"}
+CORE = "_parser,_response,_request,_core"
 # the compiled modules each target loads instrumented
-NATIVE = {"parser": "_parser", "differential": "_parser", "core": "_parser,_response,_request,_core"}
+NATIVE = {"parser": "_parser", "differential": "_parser", "core": CORE, "core-asgi": CORE}
+# inputs a target also starts from, besides the seeds and its own corpus
+# (read only: libFuzzer adds what it finds to the target's own)
+SHARED_CORPUS = {"core-asgi": ["core"]}
 BUILD = os.path.join(HERE, "build")
 STATUS_LINE = re.compile(r"^#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+) corp: (\d+)")
 LOADED = re.compile(r"INFO: Loaded \d+ modules\s+\((\d+) inline 8-bit counters\)")
@@ -49,6 +55,9 @@ FUNC = re.compile(r"(?:UN)?COVERED_FUNC: hits: \d+ edges: (\d+)/(\d+) (\S+)")
 # the parser's own code in the generated C (not Cython's module machinery)
 PARSER_FUNC = re.compile(r"_13RequestParser_|_next_element|_ieq|build_header_list")
 CORE_FUNC = re.compile(r"_7fastsrv_5_core_12HttpProtocol_|_7fastsrv_8_request_10BodyStream_")
+# the ASGI layer (_asgi.pxi): the app, the exchange, the scope and the stand-in Task
+ASGI_FUNC = re.compile(r"_7fastsrv_5_core_(7ASGIApp|9ASGICycle|12_StandInTask)_|_asgi_headers|"
+                       r"_lower_name|_wants_websocket|_stand_in")
 
 
 def ensure_clang() -> bool:
@@ -129,7 +138,9 @@ def run(target: str, seconds: int, native: Optional[str], verbose: bool, extra: 
     count = seeds.write(seed_dir)
     print(f"target {target}: {'native coverage of the parser (clang, ASan)' if native else 'Python-level coverage only'}; "
           f"{count} seeds; {seconds} s", flush=True)
-    cmd = [sys.executable, os.path.join(HERE, TARGETS[target]), corpus, seed_dir,
+    shared = [path for name in SHARED_CORPUS.get(target, [])
+              for path in [os.path.join(HERE, "corpus", name)] if os.path.isdir(path)]
+    cmd = [sys.executable, os.path.join(HERE, TARGETS[target]), corpus, seed_dir, *shared,
            f"-max_total_time={seconds}", f"-artifact_prefix={artifacts}", "-print_final_stats=1",
            "-max_len=4096", "-timeout=20", "-rss_limit_mb=2048",
            "-dict=" + os.path.join(HERE, "http.dict"), *extra]
@@ -139,7 +150,7 @@ def run(target: str, seconds: int, native: Optional[str], verbose: bool, extra: 
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             errors="replace", env=fuzz_env(native), cwd=ROOT)
     last_status, total_edges, stats, tail = None, None, {}, []
-    parser_edges, core_edges = [0, 0], [0, 0]
+    parser_edges, core_edges, asgi_edges = [0, 0], [0, 0], [0, 0]
     for line in proc.stderr:
         if "COVERED_" not in line:
             tail = (tail + [line])[-60:]
@@ -157,7 +168,7 @@ def run(target: str, seconds: int, native: Optional[str], verbose: bool, extra: 
         if m:
             stats[m.group(1)] = int(m.group(2))
         m = FUNC.search(line)
-        for pattern, edges in ((PARSER_FUNC, parser_edges), (CORE_FUNC, core_edges)):
+        for pattern, edges in ((PARSER_FUNC, parser_edges), (CORE_FUNC, core_edges), (ASGI_FUNC, asgi_edges)):
             if m and pattern.search(m.group(3)):
                 edges[0] += int(m.group(1))
                 edges[1] += int(m.group(2))
@@ -176,6 +187,9 @@ def run(target: str, seconds: int, native: Optional[str], verbose: bool, extra: 
     if core_edges[1]:
         print(f"connection code (HttpProtocol and BodyStream methods in the generated C): "
               f"{core_edges[0]}/{core_edges[1]} edges ({100 * core_edges[0] / core_edges[1]:.1f}%)")
+    if asgi_edges[1] and target == "core-asgi":
+        print(f"ASGI code (ASGIApp, ASGICycle, the stand-in Task and scope helpers in the generated C): "
+              f"{asgi_edges[0]}/{asgi_edges[1]} edges ({100 * asgi_edges[0] / asgi_edges[1]:.1f}%)")
     if code != 0:
         print("FINDING (libFuzzer exit status %d); the end of its output:" % code)
         print("".join(tail))
