@@ -443,6 +443,9 @@ cdef class ASGICycle:
                                       "after answering for the app)")
             if self.started:
                 raise RuntimeError("ASGI: 'http.response.start' sent twice")
+            if self.complete:
+                raise RuntimeError("ASGI: 'http.response.start' sent after the server answered "
+                                   "the request for the app")
             status = _field(message, "status", None)
             if type(status) is not int:
                 # an IntEnum such as http.HTTPStatus is an int too; a bool is not a status
