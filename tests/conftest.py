@@ -229,17 +229,21 @@ def client_factory() -> Iterator[Any]:
 class ProcessServer:
     """``python -m fastsrv run ...`` in a subprocess, for signals and exits."""
 
+    READY = b"serving on"      # what the server logs once it accepts connections
+
     def __init__(self, args: list[str], env: Optional[dict[str, str]] = None,
                  preexec_fn: Any = None, port: Optional[int] = None) -> None:
         self.port = port or _free_port()
-        cmd = [sys.executable, "-m", "fastsrv", "run", *args, "--port", str(self.port),
-               "--log-level", "info"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.command(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      cwd=ROOT, env={**os.environ, **(env or {})},
                                      preexec_fn=preexec_fn)
         self.output = b""
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+
+    def command(self, args: list[str]) -> list[str]:
+        return [sys.executable, "-m", "fastsrv", "run", *args, "--port", str(self.port),
+                "--log-level", "info"]
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -248,12 +252,12 @@ class ProcessServer:
     def wait_ready(self, timeout: float = 10) -> "ProcessServer":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if b"serving on" in self.output:
+            if self.READY in self.output:
                 return self
             if self.proc.poll() is not None:
                 break
             time.sleep(0.01)
-        raise RuntimeError(f"server did not start: {self.output.decode()}")
+        raise RuntimeError(f"{' '.join(self.command([])[:4])} did not start: {self.output.decode()}")
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)

@@ -27,16 +27,12 @@ Deliberately not compared (each also excluded below where it applies):
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import threading
-import time
 from typing import Any, Iterator
 
 import pytest
 
-from conftest import ROOT, ProcessServer, RawClient, RawResponse, _free_port
+from conftest import ROOT, ProcessServer, RawClient, RawResponse
 
 APP = "tests.apps.asgi_raw:app"
 
@@ -44,38 +40,19 @@ APP = "tests.apps.asgi_raw:app"
 COMPARED_HEADERS = ("content-type", "set-cookie", "location", "cache-control", "etag")
 
 
-class UvicornServer:
+class UvicornServer(ProcessServer):
     """``python -m uvicorn --loop uvloop --http httptools APP`` in a subprocess."""
 
+    READY = b"Uvicorn running on"
+
     def __init__(self, args: list[str], app: str = APP) -> None:
-        self.port = _free_port()
-        cmd = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools",
-               "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "info",
-               "--no-access-log", *args, app]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
-                                     env={**os.environ, "PYTHONPATH": ROOT})
-        self.output = b""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.app = app
+        super().__init__(args, env={"PYTHONPATH": ROOT})
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.output += line
-
-    def wait_ready(self, timeout: float = 10) -> "UvicornServer":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if b"Uvicorn running on" in self.output:
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        raise RuntimeError(f"uvicorn did not start: {self.output.decode()}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+    def command(self, args: list[str]) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools",
+                "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "info",
+                "--no-access-log", *args, self.app]
 
 
 class Pair:
