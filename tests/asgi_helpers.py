@@ -3,11 +3,12 @@ request builders, and raw-socket reading helpers."""
 
 from __future__ import annotations
 
-import socket
 import threading
 from typing import Any, Callable
 
 import pytest
+
+from conftest import nothing_arrives  # noqa: F401  (shared with the native tests)
 
 START = "http.response.start"
 BODY = "http.response.body"
@@ -87,19 +88,6 @@ def recv_until_closed(c: Any, timeout: float = 3.0) -> bytes:
             data += chunk
     except ConnectionResetError:
         return data
-
-
-def nothing_arrives(c: Any, wait: float) -> bool:
-    """True when the server sends no byte and does not close for ``wait`` s."""
-    c.sock.settimeout(wait)
-    try:
-        chunk = c.sock.recv(65536)
-    except socket.timeout:
-        return True
-    finally:
-        c.sock.settimeout(5.0)
-    c.buf += chunk
-    return False
 
 
 @pytest.fixture(params=["on", "off"], ids=["in-place", "task"])

@@ -276,6 +276,19 @@ class ProcessServer:
             self.proc.wait(5)
 
 
+def nothing_arrives(client: "RawClient", wait: float) -> bool:
+    """True when the server sends no byte (and does not close) for ``wait`` s."""
+    client.sock.settimeout(wait)
+    try:
+        chunk = client.sock.recv(65536)
+    except socket.timeout:
+        return True
+    finally:
+        client.sock.settimeout(5.0)
+    client.buf += chunk
+    return False
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

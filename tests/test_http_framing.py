@@ -22,7 +22,7 @@ from fastsrv import App, BodyError, Response, StreamingResponse
 from fastsrv._core import Route, debug_counters
 from fastsrv._parser import RequestParser
 
-from conftest import Calls
+from conftest import Calls, nothing_arrives
 
 PAUSE = 0.002  # between the two halves of a split request
 
@@ -102,19 +102,6 @@ def recv_exact(client, n: int) -> bytes:
             raise ConnectionError(f"closed after {client.buf!r}")
     data, client.buf = client.buf[:n], client.buf[n:]
     return data
-
-
-def nothing_arrives(client, wait: float) -> bool:
-    """True when the server sends no byte (and does not close) for ``wait`` s."""
-    client.sock.settimeout(wait)
-    try:
-        chunk = client.sock.recv(65536)
-    except socket.timeout:
-        return True
-    finally:
-        client.sock.settimeout(5.0)
-    client.buf += chunk
-    return False
 
 
 # ---- bodies, whole and split ------------------------------------------------
