@@ -44,7 +44,6 @@ cdef Py_ssize_t _n_common = len(_common_names)
 cdef inline bytes _lower_name(const char* p, Py_ssize_t n):
     cdef bytes out
     cdef PyObject* known
-    cdef const char* k
     cdef char* o
     cdef Py_ssize_t i, j
     cdef char c
@@ -52,14 +51,7 @@ cdef inline bytes _lower_name(const char* p, Py_ssize_t n):
         known = PyTuple_GET_ITEM(_common_names, j)
         if PyBytes_GET_SIZE(<object>known) != n:
             continue
-        k = PyBytes_AS_STRING(<object>known)
-        for i in range(n):
-            c = p[i]
-            if 65 <= c <= 90:
-                c += 32
-            if c != k[i]:
-                break
-        else:
+        if _ieq(p, PyBytes_AS_STRING(<object>known), n):
             return <bytes>known
     out = PyBytes_FromStringAndSize(NULL, n)
     o = PyBytes_AS_STRING(out)
@@ -89,7 +81,7 @@ cdef bint _wants_websocket(Request req):
     cdef HeaderSpan* s
     for k in range(req._nspans):
         s = &req._spans[k]
-        if s.name_len == 7 and _lower_name(base + s.name_start, 7) == b"upgrade":
+        if s.name_len == 7 and _ieq(base + s.name_start, b"upgrade", 7):
             if b"websocket" in PyBytes_FromStringAndSize(base + s.value_start, s.value_len).lower():
                 return True
     return False

@@ -21,7 +21,7 @@ from libc.string cimport memchr
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastsrv._parser cimport (
-    RequestParser, Limits, HeaderSpan, scratch_spans,
+    RequestParser, Limits, HeaderSpan, scratch_spans, _ieq,
     PARSE_NEED_MORE, PARSE_DONE, PARSE_ERROR, BODY_NONE, BODY_LENGTH,
 )
 from fastsrv._request cimport Request, BodyStream, ConnectionBase, ShutdownSignal
@@ -490,7 +490,6 @@ cdef class HttpProtocol(ConnectionBase):
     cdef readonly long long requests
     cdef ASGIApp asgi
     cdef ASGICycle cycle
-    cdef bint in_dispatch
     cdef object server_addr
     cdef dict scope_template
 
@@ -561,7 +560,6 @@ cdef class HttpProtocol(ConnectionBase):
         cdef Py_ssize_t consumed, n
         cdef bytearray b
         global _dispatching
-        self.in_dispatch = True
         _dispatching = self
         try:
             if self.buf is None or PyByteArray_GET_SIZE(self.buf) == 0:
@@ -576,7 +574,6 @@ cdef class HttpProtocol(ConnectionBase):
                 if not self.closing:
                     del b[:consumed]
         finally:
-            self.in_dispatch = False
             _dispatching = None
         self.flush()
         self.after_io()
@@ -838,7 +835,7 @@ cdef class HttpProtocol(ConnectionBase):
     cdef int after_response(self) except -1:
         """An ASGI response completed: outside the read callback (in the
         app's Task) write it out and carry on with the connection."""
-        if self.in_dispatch or self.closing:
+        if _dispatching is self or self.closing:
             return 0
         self.flush()
         if self.buf is not None and PyByteArray_GET_SIZE(self.buf):
@@ -1202,12 +1199,10 @@ cdef class HttpProtocol(ConnectionBase):
         if self.closing:
             return 0
         if b is not None and PyByteArray_GET_SIZE(b) and not self.busy and not self.paused_writing:
-            self.in_dispatch = True
             _dispatching = self
             try:
                 consumed = self.process(None, PyByteArray_AS_STRING(b), PyByteArray_GET_SIZE(b))
             finally:
-                self.in_dispatch = False
                 _dispatching = None
             if not self.closing:
                 del b[:consumed]

@@ -94,3 +94,17 @@ cdef class RequestParser:
 
 cdef HeaderSpan* scratch_spans()
 cdef list build_header_list(const char* base, const HeaderSpan* spans, Py_ssize_t n, bint lower)
+
+
+cdef inline bint _ieq(const char* p, const char* lower, Py_ssize_t n) noexcept:
+    """Case-insensitive compare of ``p`` with the lower-case ``lower``
+    (``n`` bytes each): header names and tokens."""
+    cdef Py_ssize_t i
+    cdef char c
+    for i in range(n):
+        c = p[i]
+        if 65 <= c <= 90:
+            c += 32
+        if c != lower[i]:
+            return False
+    return True

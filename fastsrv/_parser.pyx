@@ -96,19 +96,6 @@ cdef inline bint _next_element(const char* v, Py_ssize_t vlen, Py_ssize_t* i,
     return True
 
 
-cdef inline bint _ieq(const char* p, const char* lower, Py_ssize_t n):
-    """Case-insensitive compare of ``p`` with the lower-case ``lower``."""
-    cdef Py_ssize_t i
-    cdef char c
-    for i in range(n):
-        c = p[i]
-        if 65 <= c <= 90:
-            c += 32
-        if c != lower[i]:
-            return False
-    return True
-
-
 cdef class Limits:
     """Size limits a request must fit in; exceeding one is answered with
     414 (request line), 431 (header block or count) or 413 (body)."""

@@ -10,6 +10,7 @@ cdef class WriteBuffer:
     cdef int append_bytes(self, bytes b) except -1
     cdef int append_int(self, long long v) except -1
     cdef int append_int_hex(self, long long v) except -1
+    cdef int append_digits(self, long long v, int base) except -1
     cdef bytes take(self)
 
 

@@ -11,6 +11,8 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.string cimport memcpy
 from libc.time cimport time, time_t
 
+from fastsrv._parser cimport _ieq
+
 from email.utils import formatdate
 from http import HTTPStatus
 import json as _json
@@ -83,25 +85,21 @@ cdef class WriteBuffer:
         return self.append(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
 
     cdef int append_int(self, long long v) except -1:
-        cdef char tmp[24]
-        cdef int i = 24
-        if v == 0:
-            return self.append(b"0", 1)
-        while v > 0:
-            i -= 1
-            tmp[i] = <char>(48 + v % 10)
-            v //= 10
-        return self.append(tmp + i, 24 - i)
+        return self.append_digits(v, 10)
 
     cdef int append_int_hex(self, long long v) except -1:
+        return self.append_digits(v, 16)
+
+    cdef int append_digits(self, long long v, int base) except -1:
+        """``v`` (>= 0) in ``base`` (10 or 16, lower-case digits)."""
         cdef char tmp[24]
         cdef int i = 24
         if v == 0:
             return self.append(b"0", 1)
         while v > 0:
             i -= 1
-            tmp[i] = b"0123456789abcdef"[v & 15]
-            v >>= 4
+            tmp[i] = b"0123456789abcdef"[v % base]
+            v //= base
         return self.append(tmp + i, 24 - i)
 
     cdef bytes take(self):
@@ -294,17 +292,7 @@ cdef int end_head(WriteBuffer out, long long content_length, bint keep_alive, bi
 
 
 cdef inline bint _lower_is(const char* p, Py_ssize_t n, const char* lower, Py_ssize_t m) noexcept:
-    cdef Py_ssize_t i
-    cdef char c
-    if n != m:
-        return False
-    for i in range(n):
-        c = p[i]
-        if 65 <= c <= 90:
-            c += 32
-        if c != lower[i]:
-            return False
-    return True
+    return n == m and _ieq(p, lower, n)
 
 
 cdef inline bint _has_token_close(const char* p, Py_ssize_t n) noexcept:

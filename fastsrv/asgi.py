@@ -157,11 +157,20 @@ class Lifespan:
         self._reply = loop.create_future()
         await self._inbox.put({"type": event})
         waiting: set[asyncio.Future[Any]] = {self._reply, self._task}
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self._task.cancel()     # the hook was cut (timeout, immediate stop)
+            raise
         if self._reply.done():
             return self._reply.result()
         self._reply.cancel()
         return None
+
+    def _error(self) -> Optional[BaseException]:
+        """What the app's lifespan coroutine ended with (it has ended)."""
+        assert self._task is not None
+        return None if self._task.cancelled() else self._task.exception()
 
     async def startup(self) -> None:
         """Run ``lifespan.startup``; raise :class:`LifespanFailed` when the
@@ -171,13 +180,9 @@ class Lifespan:
         loop = asyncio.get_running_loop()
         self._inbox = asyncio.Queue()
         self._task = loop.create_task(self._main())
-        try:
-            reply = await self._exchange("lifespan.startup")
-        except asyncio.CancelledError:
-            self._task.cancel()
-            raise
+        reply = await self._exchange("lifespan.startup")
         if reply is None:
-            exc = None if self._task.cancelled() else self._task.exception()
+            exc = self._error()
             if self._received or self.mode == "on":
                 why = f"raised {exc!r}" if exc is not None else "returned"
                 raise LifespanFailed(f"ASGI lifespan startup failed: the app {why} "
@@ -203,17 +208,13 @@ class Lifespan:
         if self._task.done():
             # the app's lifespan returned after startup: nothing left to shut
             # down (an exception it ended with is a failure)
-            exc = None if self._task.cancelled() else self._task.exception()
+            exc = self._error()
             if exc is not None:
                 raise RuntimeError(f"ASGI lifespan ended with {exc!r} before shutdown") from exc
             return
-        try:
-            reply = await self._exchange("lifespan.shutdown")
-        except asyncio.CancelledError:
-            self._task.cancel()
-            raise
+        reply = await self._exchange("lifespan.shutdown")
         if reply is None:
-            exc = None if self._task.cancelled() else self._task.exception()
+            exc = self._error()
             if exc is not None:
                 raise RuntimeError(f"ASGI lifespan shutdown failed: the app raised {exc!r}") from exc
             raise RuntimeError("ASGI lifespan shutdown: the app returned without completing shutdown")
