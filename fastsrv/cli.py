@@ -7,6 +7,7 @@ import atexit
 import importlib
 import logging
 import os
+import socket
 import sys
 from typing import Any, Optional, Sequence
 
@@ -54,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
                           "from the first line (off), or decide by whether the app uses anyio (auto)")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--fd", type=int, default=None, metavar="FD",
+                     help="serve on an inherited listening socket, file descriptor FD "
+                          "(socket activation), instead of binding --host/--port")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="run N worker processes sharing the port under a supervisor that "
+                          "forwards signals and restarts a worker that dies (default: one process, "
+                          "no supervisor)")
     run.add_argument("--app-dir", default=".", help="directory added to sys.path (default: .)")
     run.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     run.add_argument("--access-log", action="store_true", help="log one line per request")
@@ -74,35 +82,107 @@ def _parser() -> argparse.ArgumentParser:
                      help="cut a client that reads none of a pending response for this long")
     run.add_argument("--max-connections", type=int, default=0)
     run.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
+    run.set_defaults(run_parser=run)     # the supervisor passes the options on to its workers
+    from fastsrv import benchcmd
+    benchcmd.add_parser(sub)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        from fastsrv import benchcmd
+        return benchcmd.main(args)
+    from fastsrv import supervisor
     logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=f"%(asctime)s %(levelname)s {supervisor.worker_label()}%(name)s: %(message)s")
     log = logging.getLogger("fastsrv")
     try:
+        config = _config(args)
+        if args.workers is not None:
+            return _supervise(args, config)
         app = load_app(args.app, args.app_dir)
-        config = Config(
-            host=args.host, port=args.port, access_log=args.access_log,
-            exit_wait_time=args.exit_wait_time, shutdown_delay=args.shutdown_delay,
-            signal_policy=args.signal_policy, hook_timeout=args.hook_timeout,
-            hook_budget=args.hook_budget, readiness_path=args.readiness_path,
-            liveness_path=args.liveness_path, keepalive_timeout=args.keepalive_timeout,
-            header_timeout=args.header_timeout, body_timeout=args.body_timeout,
-            write_timeout=args.write_timeout,
-            max_connections=args.max_connections, max_body_bytes=args.max_body_bytes,
-            interface=args.interface, lifespan=args.lifespan, root_path=args.root_path,
-            asgi_eager=args.asgi_eager,
-        )
         from fastsrv.server import Server
         server = Server(app, config)
     except (AppLoadError, ConfigError) as exc:
         log.error("%s", exc)
         return 2
+    channel = supervisor.in_worker()
+    if channel is not None:
+        supervisor.attach_worker(server, channel)
     from fastsrv.server import run_on_uvloop
     return run_on_uvloop(server.serve())
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """The server configuration the ``run`` options describe."""
+    return Config(
+        host=args.host, port=args.port, sock=_inherited_socket(args.fd), access_log=args.access_log,
+        exit_wait_time=args.exit_wait_time, shutdown_delay=args.shutdown_delay,
+        signal_policy=args.signal_policy, hook_timeout=args.hook_timeout,
+        hook_budget=args.hook_budget, readiness_path=args.readiness_path,
+        liveness_path=args.liveness_path, keepalive_timeout=args.keepalive_timeout,
+        header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+        write_timeout=args.write_timeout,
+        max_connections=args.max_connections, max_body_bytes=args.max_body_bytes,
+        interface=args.interface, lifespan=args.lifespan, root_path=args.root_path,
+        asgi_eager=args.asgi_eager,
+    )
+
+
+def _inherited_socket(fd: Optional[int]) -> Optional[socket.socket]:
+    """The listening socket passed as ``--fd``; ConfigError if it is not one."""
+    if fd is None:
+        return None
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise ConfigError(f"--fd {fd} is not an open socket ({exc.strerror or exc})") from None
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.detach()
+        raise ConfigError(f"--fd {fd} is not a listening TCP socket")
+    sock.setblocking(False)
+    return sock
+
+
+def _supervise(args: argparse.Namespace, config: Config) -> int:
+    """``run --workers N``: bind once, then supervise N workers running the
+    same command on the inherited socket."""
+    from fastsrv import supervisor
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    sock = config.sock
+    if sock is None:
+        try:
+            sock = supervisor.bind_socket(config.host, config.port, config.backlog)
+        except OSError as exc:
+            logging.getLogger("fastsrv").error("cannot listen on %s:%d: %s", config.host, config.port,
+                                               exc.strerror or exc)
+            return 1
+    forwarded = _forwarded_options(args, skip={"workers", "fd", "host", "port"})
+    stop_timeout = config.shutdown_delay + config.exit_wait_time + config.hook_budget
+
+    def command(fd: int) -> list[str]:
+        return [*supervisor.python_command(), "run", args.app, *forwarded, "--fd", str(fd)]
+
+    settings = supervisor.SupervisorConfig(workers=args.workers, stop_timeout=stop_timeout)
+    return supervisor.Supervisor(sock, command, settings).run()
+
+
+def _forwarded_options(args: argparse.Namespace, skip: set[str]) -> list[str]:
+    """The ``run`` options of ``args`` as a worker's argv, except ``skip``."""
+    argv: list[str] = []
+    for action in args.run_parser._actions:
+        if not action.option_strings or action.dest in skip or action.dest == "help":
+            continue
+        value = getattr(args, action.dest)
+        flag = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            if value:
+                argv.append(flag)
+        elif value is not None:
+            argv.append(f"{flag}={value}")
+    return argv
 
 
 def exit_now(status: int) -> None:

@@ -24,7 +24,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from fastsrv._core import ASGIApp, ConnectionRegistry, HttpProtocol, ProtocolConfig, Route, Router
 from fastsrv._response import Response
@@ -118,6 +118,7 @@ class Server:
         self._prev_handlers: dict[int, Any] = {}
         self._waiter_task: Optional[asyncio.Task[Any]] = None
         self._exit_wait_time = self.config.exit_wait_time
+        self._ready_callbacks: list[Callable[[], None]] = []
 
     # made by serve(): a stop was asked for (its mode), a forced stop, the end
     _stop: "asyncio.Future[str]"
@@ -194,6 +195,11 @@ class Server:
         await self._stopped.wait()
         return self.report
 
+    def add_ready_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` on the loop once the server accepts connections
+        (after the startup hooks); a worker uses it to tell its supervisor."""
+        self._ready_callbacks.append(callback)
+
     def request_stop(self, mode: str = GRACEFUL, trigger: str = "request") -> None:
         """Ask for a stop; a second request during the drain escalates to an
         immediate one when ``mode`` is immediate."""
@@ -238,6 +244,11 @@ class Server:
                      else "each request runs in its own Task (the app uses anyio/sniffio, "
                           "or --asgi-eager off)")
         log.info("serving on http://%s:%d (started in %.1f ms)", *sock.getsockname()[:2], _ms(t0))
+        for callback in self._ready_callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("a ready callback failed")
 
     def _bind(self) -> socket.socket:
         cfg = self.config

@@ -1,0 +1,443 @@
+"""Worker processes: ``fastsrv run APP --workers N``.
+
+The supervisor is a small pure-Python process off the request path.  It
+binds the listening socket once, then starts N workers, each an ordinary
+``fastsrv run APP --fd FD`` on its own uvloop, serving the inherited socket.
+It never touches a request; it only waits for signals and for its workers.
+
+Why one socket bound before the workers start, rather than SO_REUSEPORT:
+
+* the port stays bound for the supervisor's whole life, so a worker that
+  dies and is being replaced loses nothing: connections queue in the shared
+  backlog and the other workers (or the replacement) accept them.  With
+  SO_REUSEPORT every worker has its own accept queue, and the connections
+  waiting in a dead or closing worker's queue are reset;
+* a bind error is reported once, before any worker starts;
+* no other process can join the port by setting SO_REUSEPORT itself.
+
+The cost is that the kernel wakes every worker for a new connection and the
+first to call ``accept`` wins, so connections are spread less evenly than
+SO_REUSEPORT's hash; under load every worker is busy and takes its share.
+
+The lifecycle it forwards:
+
+* SIGTERM, SIGINT or SIGHUP: the same signal goes to every worker, which
+  drains as a single server does (shutdown delay, refuse new connections,
+  finish in-flight requests, hooks).  The supervisor closes its own copy of
+  the socket at once, so the listener closes when the last worker closes
+  its copy.
+* A second SIGTERM or SIGINT is forwarded too: the workers stop immediately.
+* The supervisor waits ``shutdown_delay + exit_wait_time + hook_budget`` plus
+  a margin (``STOP_MARGIN``), then kills the workers still running, says so,
+  and exits with status 5.
+* A worker that exits while the server runs is restarted after a back-off
+  that doubles while it keeps dying young; more than ``max_restarts``
+  unexpected exits within ``restart_window`` seconds is a crash loop, and the
+  supervisor stops the other workers and exits with status 6.
+* A worker that fails before it ever served (a startup hook or the app's
+  lifespan failed, the app cannot be imported) stops the start: the other
+  workers are stopped and the supervisor exits with that worker's status.
+* Each worker holds one end of a socket pair whose other end the supervisor
+  keeps: it writes ``ready`` there once it serves, and starts a graceful
+  drain if the supervisor disappears (EOF), so no worker outlives it.
+
+Exit status: 0 when every worker drained cleanly; otherwise the most serious
+worker status, in the order 5 (forced), 3 (requests cut at the deadline), 4
+(a shutdown hook failed), then any other; 1 or 2 when the workers could not
+start; 6 for a crash loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+from fastsrv.server import EXIT_DEADLINE, EXIT_FORCED, EXIT_HOOK_FAILED, EXIT_OK, EXIT_STARTUP_FAILED
+
+log = logging.getLogger("fastsrv.supervisor")
+
+EXIT_CRASH_LOOP = 6
+STOP_MARGIN = 3.0           # seconds on top of the workers' own worst-case stop
+SUPERVISOR_FD_ENV = "FASTSRV_SUPERVISOR_FD"
+WORKER_ID_ENV = "FASTSRV_WORKER_ID"
+_READY = b"ready\n"
+_SEVERITY = (EXIT_FORCED, EXIT_DEADLINE, EXIT_HOOK_FAILED)
+
+
+@dataclass
+class SupervisorConfig:
+    """How many workers, how long a stop may take, when to give up restarting."""
+    workers: int
+    stop_timeout: float                 # the workers' worst-case graceful stop, before STOP_MARGIN
+    max_restarts: int = 5               # unexpected exits allowed within restart_window
+    restart_window: float = 60.0
+    backoff_first: float = 0.1          # seconds before the first restart, doubled per quick death
+    backoff_max: float = 10.0
+    stable_after: float = 10.0          # a worker up this long resets its back-off
+
+
+@dataclass
+class Worker:
+    """One worker slot's current process."""
+    slot: int
+    proc: subprocess.Popen[bytes]
+    channel: socket.socket
+    started: float
+    ready: bool = False
+    stop_signal: Optional[int] = None   # the signal the supervisor sent it, if any
+
+    def describe(self) -> str:
+        return f"worker {self.slot} (pid {self.proc.pid})"
+
+
+def _status_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def combine_statuses(statuses: Sequence[int]) -> int:
+    """The supervisor's exit status for the workers' graceful-stop statuses
+    (a negative status, a worker killed by a signal, counts as forced)."""
+    codes = [EXIT_FORCED if code < 0 else code for code in statuses]
+    for code in _SEVERITY:
+        if code in codes:
+            return code
+    return max(codes, default=EXIT_OK)
+
+
+class Supervisor:
+    """Starts, watches, restarts and stops the worker processes.
+
+    ``command(fd)`` returns the argv of one worker serving the inherited
+    listening socket ``fd``.  Signal handlers only queue the signal; one
+    loop does the work (``_on_signal``, ``_on_exit``, ``_on_ready``).
+    """
+
+    def __init__(self, sock: socket.socket, command: Callable[[int], list[str]],
+                 config: SupervisorConfig) -> None:
+        self.sock = sock
+        self.command = command
+        self.config = config
+        self.workers: dict[int, Worker] = {}
+        self.restart_at: dict[int, float] = {}          # slot -> monotonic time
+        self.quick_deaths: dict[int, int] = collections.defaultdict(int)
+        self.deaths: collections.deque[float] = collections.deque()
+        self.statuses: list[int] = []                   # exit statuses of workers stopped by us
+        self.stopping: Optional[str] = None             # the signal name that began the stop
+        self.forced = False
+        self.deadline = 0.0
+        self.exit_status: Optional[int] = None
+        self.serving = False
+        self._selector = selectors.DefaultSelector()
+        self._wakeup_r, self._wakeup_w = socket.socketpair()
+        self._signals: collections.deque[int] = collections.deque()
+        self._prev_handlers: dict[int, Any] = {}
+
+    # ---- the loop ----
+
+    def run(self) -> int:
+        """Supervise until every worker has stopped; return the exit status."""
+        self._install_signals()
+        try:
+            for slot in range(1, self.config.workers + 1):
+                self._spawn(slot)
+            while self.workers or (self.stopping is None and self.exit_status is None):
+                self._wait(self._next_timeout())
+                self._dispatch_signals()
+                self._reap()
+                self._restart_due()
+                self._enforce_deadline()
+            return self._final_status()
+        finally:
+            self._kill_all()
+            self._restore_signals()
+            self._close_socket()
+
+    def _next_timeout(self) -> float:
+        """Seconds until the next restart or the stop deadline, at most 1."""
+        moments = list(self.restart_at.values())
+        if self.stopping is not None:
+            moments.append(self.deadline)
+        # SIGCHLD wakes the loop when a worker exits; the 1 s cap is a cheap backstop
+        return max(0.0, min([time.monotonic() + 1.0, *moments]) - time.monotonic())
+
+    def _wait(self, timeout: float) -> None:
+        for key, _ in self._selector.select(timeout):
+            if key.fileobj is self._wakeup_r:
+                try:
+                    self._wakeup_r.recv(4096)
+                except BlockingIOError:
+                    pass
+            else:
+                self._on_channel(key.data)
+
+    def _on_channel(self, worker: Worker) -> None:
+        try:
+            data = worker.channel.recv(64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data.startswith(_READY.strip()) and not worker.ready:
+            worker.ready = True
+            self._on_ready(worker)
+        elif not data:
+            self._selector.unregister(worker.channel)   # it is exiting; _reap will see it
+
+    def _on_ready(self, worker: Worker) -> None:
+        if self.serving:
+            log.info("%s serving again", worker.describe())
+            return
+        if all(w.ready for w in self.workers.values()) and len(self.workers) == self.config.workers:
+            self.serving = True
+            host, port = self.sock.getsockname()[:2]
+            log.info("%d worker(s) serving on http://%s:%d (supervisor pid %d)",
+                     self.config.workers, host, port, os.getpid())
+
+    # ---- workers ----
+
+    def _spawn(self, slot: int) -> None:
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, SUPERVISOR_FD_ENV: str(theirs.fileno()), WORKER_ID_ENV: str(slot)}
+        fd = self.sock.fileno()
+        try:
+            proc = subprocess.Popen(self.command(fd), env=env, pass_fds=(fd, theirs.fileno()),
+                                    start_new_session=True)
+        except OSError as exc:
+            ours.close()
+            theirs.close()
+            log.error("cannot start worker %d: %s", slot, exc)
+            self._note_death(slot, 0.0, EXIT_STARTUP_FAILED, ever_ready=False)
+            return
+        theirs.close()
+        ours.setblocking(False)
+        worker = Worker(slot, proc, ours, time.monotonic())
+        self.workers[slot] = worker
+        self._selector.register(ours, selectors.EVENT_READ, worker)
+        log.info("%s started", worker.describe())
+
+    def _reap(self) -> None:
+        for slot, worker in list(self.workers.items()):
+            code = worker.proc.poll()
+            if code is None:
+                continue
+            del self.workers[slot]
+            try:
+                self._selector.unregister(worker.channel)
+            except (KeyError, ValueError):
+                pass
+            worker.channel.close()
+            self._on_exit(worker, code)
+
+    def _on_exit(self, worker: Worker, code: int) -> None:
+        lived = time.monotonic() - worker.started
+        if self.stopping is not None:
+            if code == -signal.SIGTERM and not worker.ready and worker.stop_signal is not None:
+                code = EXIT_OK          # stopped before it served anything
+            self.statuses.append(code)
+            level = logging.INFO if code == EXIT_OK else logging.WARNING
+            log.log(level, "%s stopped: %s", worker.describe(), _status_text(code))
+            return
+        self._note_death(worker.slot, lived, code, worker.ready or self.serving)
+
+    def _note_death(self, slot: int, lived: float, code: int, ever_ready: bool) -> None:
+        """A worker exited without being asked: restart it, or give up."""
+        if not ever_ready:
+            status = code if code in (EXIT_STARTUP_FAILED, 2) else EXIT_STARTUP_FAILED
+            log.error("worker %d exited before it served (%s): stopping the start; "
+                      "its own log above says why", slot, _status_text(code))
+            self.exit_status = status
+            self._begin_stop(signal.SIGTERM, "a worker failed to start")
+            return
+        now = time.monotonic()
+        self.deaths.append(now)
+        while self.deaths and self.deaths[0] < now - self.config.restart_window:
+            self.deaths.popleft()
+        if len(self.deaths) > self.config.max_restarts:
+            log.error("crash loop: %d unexpected worker exits within %.0f s (the last: worker %d, %s); "
+                      "stopping the other workers. Fix the cause (see the worker log above) and start again",
+                      len(self.deaths), self.config.restart_window, slot, _status_text(code))
+            self.exit_status = EXIT_CRASH_LOOP
+            self._begin_stop(signal.SIGTERM, "crash loop")
+            return
+        self.quick_deaths[slot] = self.quick_deaths[slot] + 1 if lived < self.config.stable_after else 1
+        delay = min(self.config.backoff_first * 2 ** (self.quick_deaths[slot] - 1), self.config.backoff_max)
+        self.restart_at[slot] = now + delay
+        log.warning("worker %d exited unexpectedly after %.1f s (%s): restarting it in %.1f s "
+                    "(%d of %d unexpected exits allowed within %.0f s)", slot, lived, _status_text(code),
+                    delay, len(self.deaths), self.config.max_restarts, self.config.restart_window)
+
+    def _restart_due(self) -> None:
+        if self.stopping is not None:
+            self.restart_at.clear()
+            return
+        now = time.monotonic()
+        for slot, when in list(self.restart_at.items()):
+            if when <= now:
+                del self.restart_at[slot]
+                self._spawn(slot)
+
+    # ---- stopping ----
+
+    def _dispatch_signals(self) -> None:
+        while self._signals:
+            self._on_signal(self._signals.popleft())
+
+    def _on_signal(self, sig: int) -> None:
+        name = signal.Signals(sig).name
+        if self.stopping is None:
+            self._begin_stop(sig, name)
+        elif sig in (signal.SIGTERM, signal.SIGINT) and not self.forced:
+            self.forced = True
+            log.warning("second %s during the shutdown: the workers stop immediately", name)
+            self._signal_workers(sig)
+        else:
+            log.info("%s during the shutdown: ignored", name)
+
+    def _begin_stop(self, sig: int, why: str) -> None:
+        self.stopping = why
+        self.restart_at.clear()
+        self.deadline = time.monotonic() + self.config.stop_timeout + STOP_MARGIN
+        # the workers hold their own copies: the listener closes with the last of them
+        self._close_socket()
+        live = len(self.workers)
+        log.info("%s: stopping %d worker(s) with %s, waiting up to %.1f s", why, live,
+                 signal.Signals(sig).name, self.deadline - time.monotonic())
+        self._signal_workers(sig)
+
+    def _signal_workers(self, sig: int) -> None:
+        for worker in self.workers.values():
+            worker.stop_signal = sig
+            try:
+                worker.proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+    def _enforce_deadline(self) -> None:
+        if self.stopping is None or not self.workers or time.monotonic() < self.deadline:
+            return
+        late = ", ".join(w.describe() for w in self.workers.values())
+        log.error("%d worker(s) still running %.1f s after the stop began: killing %s",
+                  len(self.workers), self.config.stop_timeout + STOP_MARGIN, late)
+        self._kill_all()
+        self._reap()
+
+    def _kill_all(self) -> None:
+        for worker in self.workers.values():
+            if worker.proc.poll() is None:
+                worker.proc.kill()
+                worker.proc.wait()
+
+    def _final_status(self) -> int:
+        if self.exit_status is not None:
+            status = self.exit_status
+        else:
+            status = combine_statuses(self.statuses)
+        log.info("supervisor stopped, exit status %d", status)
+        return status
+
+    def _close_socket(self) -> None:
+        if self.sock.fileno() != -1:
+            self.sock.close()
+
+    # ---- signals: the handlers only queue ----
+
+    def _install_signals(self) -> None:
+        self._wakeup_r.setblocking(False)
+        self._wakeup_w.setblocking(False)
+        self._selector.register(self._wakeup_r, selectors.EVENT_READ)
+        self._prev_wakeup = signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            prev = signal.getsignal(sig)
+            if sig == signal.SIGHUP and prev == signal.SIG_IGN:
+                log.info("SIGHUP is ignored (nohup): leaving it alone, the workers inherit that")
+                continue
+            self._prev_handlers[sig] = prev
+            signal.signal(sig, self._queue_signal)
+
+    def _queue_signal(self, sig: int, frame: Any) -> None:
+        if sig != signal.SIGCHLD:
+            self._signals.append(sig)
+
+    def _restore_signals(self) -> None:
+        for sig, prev in self._prev_handlers.items():
+            signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
+        signal.set_wakeup_fd(self._prev_wakeup)
+        self._selector.close()
+        self._wakeup_r.close()
+        self._wakeup_w.close()
+
+
+def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """The listening socket every worker inherits (``OSError`` if it cannot be bound)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def attach_worker(server: Any, fd: int) -> None:
+    """In a worker: tell the supervisor once ``server`` serves, and drain if
+    the supervisor goes away (its end of the channel closes)."""
+    channel = socket.socket(fileno=fd)
+    channel.setblocking(False)
+
+    def on_ready() -> None:
+        import asyncio
+        loop = asyncio.get_running_loop()
+        try:
+            channel.send(_READY)
+        except OSError:
+            pass
+        loop.add_reader(channel.fileno(), on_readable, loop)
+
+    def on_readable(loop: Any) -> None:
+        try:
+            data = channel.recv(64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(channel.fileno())
+            log.warning("the supervisor is gone: draining")
+            if server.state.value == "running":
+                server.request_stop("graceful", "supervisor exit")
+
+    server.add_ready_callback(on_ready)
+
+
+def worker_label() -> str:
+    """``[worker N] `` in a worker's log lines, empty elsewhere."""
+    slot = os.environ.get(WORKER_ID_ENV)
+    return f"[worker {slot}] " if slot else ""
+
+
+def in_worker() -> Optional[int]:
+    """The supervisor channel's fd when this process is a worker, else None."""
+    raw = os.environ.pop(SUPERVISOR_FD_ENV, None)
+    return int(raw) if raw else None
+
+
+def python_command() -> list[str]:
+    """How a worker runs the CLI: this interpreter, ``-m fastsrv``."""
+    return [sys.executable, "-m", "fastsrv"]
