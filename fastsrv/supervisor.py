@@ -66,7 +66,9 @@ from fastsrv.server import EXIT_DEADLINE, EXIT_FORCED, EXIT_HOOK_FAILED, EXIT_OK
 log = logging.getLogger("fastsrv.supervisor")
 
 EXIT_CRASH_LOOP = 6
-STOP_MARGIN = 3.0           # seconds on top of the workers' own worst-case stop
+STOP_MARGIN = 5.0           # on top of delay + exit wait + hook budget: a worker's own fixed
+                            # waits after those (cancelled handlers, listener close, loop
+                            # clean-up) add up to 4 s
 SUPERVISOR_FD_ENV = "FASTSRV_SUPERVISOR_FD"
 WORKER_ID_ENV = "FASTSRV_WORKER_ID"
 _READY = b"ready\n"
@@ -136,7 +138,7 @@ class Supervisor:
         self.quick_deaths: dict[int, int] = collections.defaultdict(int)
         self.deaths: collections.deque[float] = collections.deque()
         self.statuses: list[int] = []                   # exit statuses of workers stopped by us
-        self.stopping: Optional[str] = None             # the signal name that began the stop
+        self.stopping: Optional[str] = None             # why the stop began (a signal's name, ...)
         self.forced = False
         self.deadline = 0.0
         self.exit_status: Optional[int] = None
@@ -145,6 +147,7 @@ class Supervisor:
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._signals: collections.deque[int] = collections.deque()
         self._prev_handlers: dict[int, Any] = {}
+        self._prev_wakeup = -1
 
     # ---- the loop ----
 
@@ -153,7 +156,8 @@ class Supervisor:
         self._install_signals()
         try:
             for slot in range(1, self.config.workers + 1):
-                self._spawn(slot)
+                if self.stopping is None:
+                    self._spawn(slot)
             while self.workers or (self.stopping is None and self.exit_status is None):
                 self._wait(self._next_timeout())
                 self._dispatch_signals()
@@ -198,6 +202,8 @@ class Supervisor:
             self._selector.unregister(worker.channel)   # it is exiting; _reap will see it
 
     def _on_ready(self, worker: Worker) -> None:
+        if self.stopping is not None:
+            return
         if self.serving:
             log.info("%s serving again", worker.describe())
             return

@@ -179,6 +179,35 @@ def test_sigterm_drains_every_worker_and_exits_0(workers):
     assert w.log().count("stopped: exit status 0") == 2
 
 
+def test_requests_cut_at_the_exit_wait_time_give_status_3(workers):
+    w = workers("app", 2, "--exit-wait-time", "0.3").wait_ready()
+    held = one_connection_per_worker(w.port, 2)
+    for c in held.values():
+        c.send(b"GET /slow?ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.2)
+    w.signal(signal.SIGTERM)
+    assert w.wait() == 3
+    assert w.log().count("stopped: exit status 3") == 2
+
+
+def test_every_worker_answers_readiness_503_during_the_shutdown_delay(workers):
+    w = workers("app", 2, "--readiness-path", "/readyz", "--shutdown-delay", "1.5").wait_ready()
+    w.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    answered_by = set()
+    for _ in range(200):            # new connections are still accepted during the delay
+        c = RawClient(w.port)
+        c.send(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert c.read_response().status == 503
+        c.send(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
+        answered_by.add(int(c.read_response().body))
+        c.close()
+        if len(answered_by) == 2:
+            break
+    assert answered_by == set(w.worker_pids().values())
+    assert w.wait() == 0
+
+
 def test_second_signal_stops_every_worker_immediately(workers):
     w = workers("app", 2).wait_ready()
     held = one_connection_per_worker(w.port, 2)
@@ -252,8 +281,8 @@ def test_workers_that_outlive_the_wait_are_killed_with_status_5(workers):
     w.signal(signal.SIGTERM)
     assert w.wait(timeout=15) == 5
     elapsed = time.monotonic() - t0
-    assert 3.2 < elapsed < 6, elapsed      # 0.2 + 0.2 + the 3 s margin
-    assert "still running 3.4 s after the stop began: killing" in w.log()
+    assert 5.2 < elapsed < 8, elapsed      # 0.2 + 0.2 + the 5 s margin
+    assert "still running 5.4 s after the stop began: killing" in w.log()
     for pid in w.worker_pids().values():
         assert not _alive(pid)
 
