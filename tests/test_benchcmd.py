@@ -70,7 +70,7 @@ def test_wrk_run_gives_sane_figures():
         pytest.skip(str(exc))
     result = bench_json("--tool", "wrk", "--duration", "2", "--warmup", "1", "--connections", "20")
     assert result["tool"] == "wrk"
-    assert result["load"] == {"connections": 20, "threads": 1}
+    assert result["load"] == {"connections": 20, "threads": 1, "pipeline": 1}
     assert_sane(result, 2)
     assert set(result["error_kinds"]) == {"connect", "read", "write", "timeout", "non_2xx_3xx"}
     assert result["commands"]["wrk"][0] == "wrk" and "--latency" in result["commands"]["wrk"]
@@ -88,10 +88,30 @@ def test_wrk_latency_distribution_is_read_in_milliseconds():
   Non-2xx or 3xx responses: 2
 Requests/sec:    500.00
 """
-    result = Wrk(argparse.Namespace(connections=1, threads=1)).parse(report, Path("."))
+    result = Wrk(argparse.Namespace(connections=1, threads=1, pipeline=1, path="/")).parse(report, Path("."))
     assert (result.p50_ms, result.p90_ms, result.p99_ms) == pytest.approx((0.635, 1.5, 2100.0))
     assert (result.requests, result.duration_s, result.requests_per_s) == (1000, 2.0, 500.0)
     assert result.errors == 6
+
+
+def test_a_wrk_percentile_below_the_one_before_is_not_reported():
+    # wrk prints a 99th percentile of 0 when pipelining
+    report = "  Latency Distribution\n     50%    0.92ms\n     90%    2.08ms\n     99%    0.00us\n" \
+             "  1000 requests in 1.00s, 1.00MB read\nRequests/sec:   1000.00\n"
+    result = Wrk(argparse.Namespace(connections=1, threads=1, pipeline=16, path="/")).parse(report, Path("."))
+    assert (result.p50_ms, result.p90_ms, result.p99_ms) == (0.92, 2.08, None)
+
+
+def test_pipelined_wrk_run_counts_every_response():
+    try:
+        ensure_tools(["wrk"])
+    except ToolMissing as exc:
+        pytest.skip(str(exc))
+    result = bench_json("--tool", "wrk", "--pipeline", "8", "--duration", "2", "--warmup", "0",
+                        "--connections", "10", "--path", "/echo")
+    assert result["load"]["pipeline"] == 8 and result["errors"] == 0
+    assert "-s" in result["commands"]["wrk"] and result["commands"]["wrk"][-2:] == ["8", "/echo"]
+    assert result["requests"] > 1000 and result["server_cpu_us_per_request"] > 0
 
 
 def test_wrk_asked_for_but_missing_exits_2_saying_how_to_get_it(without_wrk):
