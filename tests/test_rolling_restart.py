@@ -1,0 +1,38 @@
+"""A rolling restart behind a real HAProxy loses no request
+(``bench/rolling_restart.py``, short settings): two fastsrv instances with
+``--shutdown-delay`` above HAProxy's ``fall × inter``, wrk keep-alive load
+through HAProxy (default reuse and retry settings), four restarts, one
+instance at a time."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.harness.debian import ToolMissing, ensure_tools
+from bench.rolling_restart import Settings, describe_restart, failure_breakdown, rolling_restart
+
+
+@pytest.fixture(scope="module")
+def tools() -> None:
+    try:
+        ensure_tools(["haproxy", "wrk"])
+    except ToolMissing as exc:
+        pytest.skip(str(exc))
+
+
+def test_rolling_restart_behind_haproxy_loses_no_request(tools: None) -> None:
+    settings = Settings(restarts=4, connections=48, shutdown_delay=1.5, inter_ms=250, fall=2, rise=2,
+                        warmup=1.0, settle=0.6, tail=0.5)
+    result = rolling_restart("fastsrv", settings, progress=lambda line: None)
+    timeline = "\n".join(describe_restart(r) for r in result.restarts)
+    assert not result.error, result.error
+    assert result.failed == 0, f"{failure_breakdown(result)}; HAProxy: {result.haproxy_failures}\n{timeline}"
+    assert result.completed > 1_000, result
+    assert len(result.restarts) == 4
+    assert [r.exit_status for r in result.restarts] == [0, 0, 0, 0], timeline
+    for restart in result.restarts:
+        # HAProxy had stopped routing to the instance before it stopped accepting
+        down, closed, exited = restart.down, restart.listener_closed, restart.exited
+        assert down is not None and closed is not None and exited is not None, timeline
+        assert restart.sigterm < down < closed <= exited, timeline
+        assert restart.up is not None and restart.ready is not None and restart.up >= restart.ready, timeline
