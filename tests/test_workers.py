@@ -104,6 +104,15 @@ def one_connection_per_worker(port: int, count: int, tries: int = 400) -> dict[i
     return held
 
 
+def slow_request_on_each(w: Workers, ms: int, count: int = 2) -> dict[int, RawClient]:
+    """One connection per worker, each with a ``GET /slow?ms=...`` in flight; pid -> client."""
+    held = one_connection_per_worker(w.port, count)
+    for c in held.values():
+        c.send(f"GET /slow?ms={ms} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    time.sleep(0.2)
+    return held
+
+
 def test_workers_share_one_port_and_all_serve(workers):
     w = workers("app", 3).wait_ready()
     held = one_connection_per_worker(w.port, 3)
@@ -163,10 +172,7 @@ def test_asgi_lifespan_runs_in_every_worker(workers):
 
 def test_sigterm_drains_every_worker_and_exits_0(workers):
     w = workers("app", 2).wait_ready()
-    held = one_connection_per_worker(w.port, 2)
-    for c in held.values():
-        c.send(b"GET /slow?ms=800 HTTP/1.1\r\nHost: t\r\n\r\n")
-    time.sleep(0.2)
+    held = slow_request_on_each(w, 800)
     w.signal(signal.SIGTERM)
     time.sleep(0.2)
     with pytest.raises(ConnectionRefusedError):
@@ -181,10 +187,7 @@ def test_sigterm_drains_every_worker_and_exits_0(workers):
 
 def test_requests_cut_at_the_exit_wait_time_give_status_3(workers):
     w = workers("app", 2, "--exit-wait-time", "0.3").wait_ready()
-    held = one_connection_per_worker(w.port, 2)
-    for c in held.values():
-        c.send(b"GET /slow?ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n")
-    time.sleep(0.2)
+    held = slow_request_on_each(w, 10000)
     w.signal(signal.SIGTERM)
     assert w.wait() == 3
     assert w.log().count("stopped: exit status 3") == 2
@@ -210,10 +213,7 @@ def test_every_worker_answers_readiness_503_during_the_shutdown_delay(workers):
 
 def test_second_signal_stops_every_worker_immediately(workers):
     w = workers("app", 2).wait_ready()
-    held = one_connection_per_worker(w.port, 2)
-    for c in held.values():
-        c.send(b"GET /slow?ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n")
-    time.sleep(0.2)
+    held = slow_request_on_each(w, 10000)
     w.signal(signal.SIGTERM)
     time.sleep(0.3)
     t0 = time.monotonic()
