@@ -21,7 +21,6 @@ import logging
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from harness import procs
+from harness.debian import PACKAGES, ToolMissing, ensure_tools
 from harness.machine import NOT_INSTALLED, describe_machine, python_versions, tool_version
 from harness.memory import measure_idle_memory
 from harness.report import report_lines, write_chart, write_json, write_markdown
@@ -45,7 +45,6 @@ log = logging.getLogger("bench")
 WANTED_NOFILE = 65536
 INTERFERENCE_WARN = 0.03  # share of the server CPU used by others before a run is repeated / flagged
 QUIET_BUSY = 0.05  # share of all CPUs others may use while the driver waits to start a run
-APT_PACKAGES = {"wrk": "wrk", "nginx": "nginx-light", "taskset": "util-linux", "prlimit": "util-linux"}
 
 
 @dataclass(frozen=True)
@@ -175,20 +174,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
 # --------------------------------------------------------------------------- setup
 
 
-def ensure_tools(names: Sequence[str]) -> None:
-    """apt-get install the tools that are missing (apt-get update only if that fails)."""
-    missing = sorted({APT_PACKAGES[name] for name in names if not find_tool(name)})
-    if not missing:
-        return
-    install = ["apt-get", "install", "-y", *missing]
-    log.info("installing missing tools: %s", shlex.join(install))
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(install, env=env, timeout=900).returncode != 0:
-        log.info("install failed; running apt-get update and retrying")
-        subprocess.run(["apt-get", "update"], env=env, timeout=900)
-        subprocess.run(install, env=env, timeout=900)
-
-
 def pin_driver(cpu: int) -> None:
     """Keep the driver (and its memory-scenario client) off the server's CPU."""
     try:
@@ -223,7 +208,7 @@ def launched(
     """Start ``target`` on a free port, wait until it serves "Hello, World!", stop it on exit."""
     for tool in target.tools:
         if not find_tool(tool):
-            raise ServerError(f"{tool} is not installed (apt-get install {APT_PACKAGES.get(tool, tool)})")
+            raise ServerError(f"{tool} is not installed (apt-get install {PACKAGES.get(tool, tool)})")
     missing = [pkg for pkg in target.python_packages if result.versions.get(pkg) == NOT_INSTALLED]
     if missing:
         raise ServerError(f"{', '.join(missing)} not installed for {settings.python} (see --python)")
@@ -465,7 +450,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     invocation = "python bench/run.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     check_cpus(settings)
     needed = ["wrk", "taskset", "prlimit"] + [tool for name in settings.servers for tool in TARGETS[name].tools]
-    ensure_tools(needed)
+    try:
+        ensure_tools(needed)
+    except ToolMissing as exc:
+        log.warning("%s", exc)      # a server whose tool is missing is reported as failed
     if not find_tool("wrk"):
         log.error("wrk is required and could not be installed")
         return 2

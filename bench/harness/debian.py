@@ -16,6 +16,15 @@ PACKAGES: Mapping[str, str] = {"wrk": "wrk", "nginx": "nginx-light", "haproxy": 
                                "taskset": "util-linux", "prlimit": "util-linux"}
 
 
+# Debian installs servers (nginx, haproxy) in sbin, which a non-login PATH may lack
+SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def find_tool(name: str) -> str | None:
+    """The executable ``name`` on the PATH or in the usual system directories; None if absent."""
+    return shutil.which(name) or shutil.which(name, path=SEARCH_PATH)
+
+
 class ToolMissing(RuntimeError):
     """A tool is missing and could not be installed; the message says how to get it."""
 
@@ -25,12 +34,12 @@ def can_install() -> bool:
     return shutil.which("apt-get") is not None and os.geteuid() == 0
 
 
-def ensure_tools(tools: Sequence[str], timeout: float = 900) -> None:
-    """Make every command in ``tools`` available, installing the missing ones
+def ensure_tools(tools: Sequence[str], timeout: float = 900) -> dict[str, str]:
+    """The path of every command in ``tools``, installing the missing ones
     from Debian's packages; :class:`ToolMissing` if that is not possible."""
-    missing = sorted({PACKAGES.get(tool, tool) for tool in tools if shutil.which(tool) is None})
+    missing = sorted({PACKAGES.get(tool, tool) for tool in tools if find_tool(tool) is None})
     if not missing:
-        return
+        return {tool: find_tool(tool) or tool for tool in tools}
     how = f"apt-get install {' '.join(missing)}"
     if not can_install():
         raise ToolMissing(f"{', '.join(missing)} not installed, and this is not root with apt-get: run `{how}`")
@@ -46,7 +55,8 @@ def ensure_tools(tools: Sequence[str], timeout: float = 900) -> None:
             break
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             failure = str(exc)
-    still = [tool for tool in tools if shutil.which(tool) is None]
+    still = [tool for tool in tools if find_tool(tool) is None]
     if still:
-        raise ToolMissing(f"could not install {', '.join(still)} ({failure or 'not on the PATH after install'}):"
+        raise ToolMissing(f"could not install {', '.join(still)} ({failure or 'not found after the install'}):"
                           f" run `{how}`")
+    return {tool: find_tool(tool) or tool for tool in tools}

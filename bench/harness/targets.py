@@ -7,16 +7,16 @@ optionally a ``prepare`` hook that writes config files into the work dir.
 """
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
+from .debian import find_tool
+
 HOST = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = BENCH_DIR.parent
-TOOL_SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,6 @@ class Target:
         """The server's own argv for this launch (without CPU pinning / limits)."""
         values = ctx.placeholders(self.tool_paths())
         return [part.format(**values) for part in self.argv]
-
-
-def find_tool(name: str) -> str | None:
-    """Locate an executable, looking in the sbin directories too (nginx lives there)."""
-    return shutil.which(name) or shutil.which(name, path=TOOL_SEARCH_PATH)
 
 
 def write_nginx_conf(ctx: LaunchContext) -> None:
