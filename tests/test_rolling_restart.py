@@ -2,7 +2,9 @@
 (``bench/rolling_restart.py``, short settings): two fastsrv instances with
 ``--shutdown-delay`` above HAProxy's ``fall × inter``, wrk keep-alive load
 through HAProxy (default reuse and retry settings), four restarts, one
-instance at a time."""
+instance at a time — each replacement on a new port that HAProxy's server
+slot is pointed at once it is ready and the old process has exited, and
+each on the old instance's port."""
 
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ def tools() -> None:
         pytest.skip(str(exc))
 
 
-def test_rolling_restart_behind_haproxy_loses_no_request(tools: None) -> None:
+@pytest.mark.parametrize("scenario", ["new-address", "same-port"])
+def test_rolling_restart_behind_haproxy_loses_no_request(tools: None, scenario: str) -> None:
     settings = Settings(restarts=4, connections=48, shutdown_delay=1.5, inter_ms=250, fall=2, rise=2,
                         warmup=1.0, settle=0.6, tail=0.5)
-    result = rolling_restart("fastsrv", settings, progress=lambda line: None)
+    result = rolling_restart("fastsrv", settings, scenario, progress=lambda line: None)
     timeline = "\n".join(describe_restart(r) for r in result.restarts)
     assert not result.error, result.error
     assert result.failed == 0, f"{failure_breakdown(result)}; HAProxy: {result.haproxy_failures}\n{timeline}"
@@ -36,3 +39,10 @@ def test_rolling_restart_behind_haproxy_loses_no_request(tools: None) -> None:
         assert down is not None and closed is not None and exited is not None, timeline
         assert restart.sigterm < down < closed <= exited, timeline
         assert restart.up is not None and restart.ready is not None and restart.up >= restart.ready, timeline
+        if scenario == "new-address":
+            # the slot kept the old address until the old process had exited, and moved once the new one was ready
+            assert restart.new_port is not None and restart.new_port != restart.port, timeline
+            assert restart.switched is not None and restart.switched >= max(exited, restart.ready), timeline
+            assert restart.up >= restart.switched, timeline
+        else:
+            assert restart.new_port is None and restart.switched is None, timeline

@@ -1,1 +1,2 @@
-"""Building blocks of the fastsrv benchmark driver (``bench/run.py``)."""
+"""Building blocks of the benchmark scripts: ``bench/run.py`` (servers side by side),
+``bench/scaling.py`` (workers) and ``bench/rolling_restart.py`` (a rolling restart behind HAProxy)."""
