@@ -42,7 +42,7 @@ HOST = "127.0.0.1"
 DEFAULT_LOCUSTFILE = Path(__file__).with_name("bench_locust.py")
 PATH_ENV = "FASTSRV_BENCH_PATH"     # the path the packaged locustfile requests
 START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 20.0               # after SIGTERM; then SIGKILL to the server's process group
+STOP_MARGIN_S = 10.0                # after SIGTERM, past the server's own worst-case stop; then SIGKILL
 LOAD_GRACE_S = 60.0                 # a load tool taking this much longer than asked is killed
 PROGRESS_EVERY_S = 2.0
 WRK_TIMEOUT = "5s"
@@ -137,19 +137,26 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 @dataclass(frozen=True)
 class TreeCPU:
-    """CPU seconds used so far by a process tree (live processes only)."""
+    """CPU seconds used so far by a process tree.  A process's figure includes
+    its reaped children's, so a worker that exits (and is reaped by the
+    supervisor) stays counted."""
 
     total_s: float          # root and every descendant
-    root_s: float           # the root alone: the supervisor when there are workers
-    processes: int
+    root_s: float           # the root alone, without its children: the supervisor when there are workers
+    pids: frozenset[int]
+
+    @property
+    def processes(self) -> int:
+        return len(self.pids)
 
     def __sub__(self, before: TreeCPU) -> TreeCPU:
-        return TreeCPU(self.total_s - before.total_s, self.root_s - before.root_s, self.processes)
+        return TreeCPU(self.total_s - before.total_s, self.root_s - before.root_s, self.pids)
 
 
 def tree_cpu(root: int) -> TreeCPU:
     """Sample the CPU of ``root`` and all its descendants (found by ppid in /proc/<pid>/stat)."""
-    ticks_of: dict[int, int] = {}
+    ticks_of: dict[int, int] = {}          # utime + stime + cutime + cstime
+    own_ticks: dict[int, int] = {}         # utime + stime
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         try:
@@ -158,17 +165,19 @@ def tree_cpu(root: int) -> TreeCPU:
         except (ValueError, OSError):       # not a process, or it exited meanwhile
             continue
         fields = raw[raw.rindex(")") + 2:].split()      # the command name may hold spaces
-        ticks_of[int(entry.name)] = int(fields[11]) + int(fields[12])       # utime + stime
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        pid = int(entry.name)
+        own_ticks[pid] = int(fields[11]) + int(fields[12])
+        ticks_of[pid] = own_ticks[pid] + int(fields[13]) + int(fields[14])
+        children.setdefault(int(fields[1]), []).append(pid)
     if root not in ticks_of:
-        return TreeCPU(0.0, 0.0, 0)
-    ticks, todo, count = 0, [root], 0
+        return TreeCPU(0.0, 0.0, frozenset())
+    ticks, todo, pids = 0, [root], set()
     while todo:
         pid = todo.pop()
         ticks += ticks_of[pid]
-        count += 1
+        pids.add(pid)
         todo.extend(children.get(pid, ()))
-    return TreeCPU(ticks / CLOCK_TICKS, ticks_of[root] / CLOCK_TICKS, count)
+    return TreeCPU(ticks / CLOCK_TICKS, own_ticks[root] / CLOCK_TICKS, frozenset(pids))
 
 
 def _pin(cpus: Optional[frozenset[int]]) -> Optional[Callable[[], None]]:
@@ -181,8 +190,10 @@ def _pin(cpus: Optional[frozenset[int]]) -> Optional[Callable[[], None]]:
 class BenchServer:
     """``fastsrv run`` as a child process in its own session, its output in a file."""
 
-    def __init__(self, argv: list[str], log_path: Path, cpus: Optional[frozenset[int]]) -> None:
+    def __init__(self, argv: list[str], log_path: Path, cpus: Optional[frozenset[int]],
+                 stop_timeout: float) -> None:
         self.argv = argv
+        self.stop_timeout = stop_timeout
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
@@ -213,14 +224,22 @@ class BenchServer:
                            f"{START_TIMEOUT_S:.0f} s (did a --server-arg lower its --log-level?)\n{self.tail()}")
 
     def stop(self) -> int:
-        """SIGTERM, wait (bounded), SIGKILL the whole group if needed; the exit status."""
+        """SIGTERM, wait (bounded), SIGKILL every process of the server if
+        needed (workers run in sessions of their own); the exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(STOP_TIMEOUT_S)
+                self.proc.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
-                log.error("the server did not exit %.0f s after SIGTERM: killing it", STOP_TIMEOUT_S)
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                log.error("the server did not exit %.0f s after SIGTERM: killing it", self.stop_timeout)
+                for pid in tree_cpu(self.proc.pid).pids:
+                    try:
+                        if os.getpgid(pid) == pid:
+                            os.killpg(pid, signal.SIGKILL)     # a worker leads its own group
+                        else:
+                            os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
@@ -556,7 +575,8 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             port = sock.getsockname()[1]
         url = f"http://{HOST}:{port}"
         started = time.monotonic()
-        server = BenchServer(_server_argv(args, port), workdir / "server.log", args.server_cpus)
+        server = BenchServer(_server_argv(args, port), workdir / "server.log", args.server_cpus,
+                             _server_stop_budget(args) + STOP_MARGIN_S)
         try:
             server.wait_ready("worker(s) serving on" if args.workers else "serving on", port, args.path)
             log.info("server ready at %s (pid %d, %.1f s)", url, server.proc.pid, time.monotonic() - started)
@@ -569,17 +589,35 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             load, load_cpu, load_argv = run_load(
                 tool, target, args.duration, workdir / "measure", args.load_cpus,
                 lambda: Progress(server.proc.pid, args.duration, before))
-            cpu = tree_cpu(server.proc.pid) - before
+            after = tree_cpu(server.proc.pid)
+            cpu = after - before
             if server.proc.poll() is not None:
                 raise ServerFailed(f"the server exited with status {server.proc.returncode} during the run:\n"
                                    f"{server.tail()}")
+            gone = len(before.pids - after.pids)
+            if gone:
+                log.warning("%d server process(es) exited during the measured run (a worker died and was "
+                            "restarted?): the figures are not those of a steady server", gone)
         finally:
             status = server.stop()
     result = _result(args, tool, load, cpu, load_cpu, status,
                      {"server": server.argv, tool.name: load_argv})
+    result["server_processes_exited"] = gone
     if status != 0:
         log.error("the server exited with status %d after SIGTERM (a clean drain exits 0)", status)
     return result, 0 if status == 0 else 1
+
+
+def _server_stop_budget(args: argparse.Namespace) -> float:
+    """How long the server may take to stop after SIGTERM, from its own options."""
+    from fastsrv.cli import _parser
+    from fastsrv.supervisor import STOP_MARGIN
+    try:
+        run = _parser().parse_args(["run", args.app, *args.server_arg])
+    except SystemExit:
+        raise UsageError(f"--server-arg does not parse as fastsrv run options: {args.server_arg}") from None
+    budget = run.shutdown_delay + run.exit_wait_time + run.hook_budget
+    return budget + STOP_MARGIN if args.workers else budget + 4.0     # a server's own fixed waits
 
 
 def _interrupt(signum: int, frame: Any) -> None:

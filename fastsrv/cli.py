@@ -138,9 +138,11 @@ def _inherited_socket(fd: Optional[int]) -> Optional[socket.socket]:
         sock = socket.socket(fileno=fd)
     except OSError as exc:
         raise ConfigError(f"--fd {fd} is not an open socket ({exc.strerror or exc})") from None
-    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+    if (sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM
+            or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
         sock.detach()
         raise ConfigError(f"--fd {fd} is not a listening TCP socket")
+    sock.set_inheritable(False)     # programs the app starts must not keep the port bound
     sock.setblocking(False)
     return sock
 

@@ -156,6 +156,7 @@ class Supervisor:
         self._install_signals()
         try:
             for slot in range(1, self.config.workers + 1):
+                self._dispatch_signals()
                 if self.stopping is None:
                     self._spawn(slot)
             while self.workers or (self.stopping is None and self.exit_status is None):
@@ -189,17 +190,24 @@ class Supervisor:
                 self._on_channel(key.data)
 
     def _on_channel(self, worker: Worker) -> None:
+        was_ready = worker.ready
+        if not self._read_ready(worker):
+            self._selector.unregister(worker.channel)   # it is exiting; _reap will see it
+        elif worker.ready and not was_ready:
+            self._on_ready(worker)
+
+    @staticmethod
+    def _read_ready(worker: Worker) -> bool:
+        """Read the worker's channel, noting a ``ready``; False at its end."""
         try:
             data = worker.channel.recv(64)
         except (BlockingIOError, InterruptedError):
-            return
+            return True
         except OSError:
-            data = b""
-        if data.startswith(_READY.strip()) and not worker.ready:
+            return False
+        if data.startswith(_READY.strip()):
             worker.ready = True
-            self._on_ready(worker)
-        elif not data:
-            self._selector.unregister(worker.channel)   # it is exiting; _reap will see it
+        return bool(data)
 
     def _on_ready(self, worker: Worker) -> None:
         if self.stopping is not None:
@@ -241,6 +249,8 @@ class Supervisor:
             if code is None:
                 continue
             del self.workers[slot]
+            if not worker.ready:
+                self._read_ready(worker)    # it may have said ready just before it exited
             try:
                 self._selector.unregister(worker.channel)
             except (KeyError, ValueError):
@@ -251,8 +261,8 @@ class Supervisor:
     def _on_exit(self, worker: Worker, code: int) -> None:
         lived = time.monotonic() - worker.started
         if self.stopping is not None:
-            if code == -signal.SIGTERM and not worker.ready and worker.stop_signal is not None:
-                code = EXIT_OK          # stopped before it served anything
+            if not worker.ready and worker.stop_signal is not None and code == -worker.stop_signal:
+                code = EXIT_OK          # the signal came before its handlers: it served nothing
             self.statuses.append(code)
             level = logging.INFO if code == EXIT_OK else logging.WARNING
             log.log(level, "%s stopped: %s", worker.describe(), _status_text(code))
@@ -344,7 +354,10 @@ class Supervisor:
     def _kill_all(self) -> None:
         for worker in self.workers.values():
             if worker.proc.poll() is None:
-                worker.proc.kill()
+                try:
+                    os.killpg(worker.proc.pid, signal.SIGKILL)  # its children too: it leads its session
+                except ProcessLookupError:
+                    pass
                 worker.proc.wait()
 
     def _final_status(self) -> int:
@@ -405,6 +418,7 @@ def attach_worker(server: Any, fd: int) -> None:
     """In a worker: tell the supervisor once ``server`` serves, and drain if
     the supervisor goes away (its end of the channel closes)."""
     channel = socket.socket(fileno=fd)
+    channel.set_inheritable(False)      # pass_fds made it inheritable: programs the app starts must not hold it
     channel.setblocking(False)
 
     def on_ready() -> None:
@@ -425,16 +439,17 @@ def attach_worker(server: Any, fd: int) -> None:
             data = b""
         if not data:
             loop.remove_reader(channel.fileno())
-            log.warning("the supervisor is gone: draining")
             if server.state.value == "running":
+                log.warning("the supervisor is gone: draining")
                 server.request_stop("graceful", "supervisor exit")
 
     server.add_ready_callback(on_ready)
 
 
 def worker_label() -> str:
-    """``[worker N] `` in a worker's log lines, empty elsewhere."""
-    slot = os.environ.get(WORKER_ID_ENV)
+    """``[worker N] `` in a worker's log lines, empty elsewhere (read once:
+    programs the app starts do not inherit it)."""
+    slot = os.environ.pop(WORKER_ID_ENV, None)
     return f"[worker {slot}] " if slot else ""
 
 
@@ -445,5 +460,10 @@ def in_worker() -> Optional[int]:
 
 
 def python_command() -> list[str]:
-    """How a worker runs the CLI: this interpreter, ``-m fastsrv``."""
-    return [sys.executable, "-m", "fastsrv"]
+    """How a worker runs the CLI: this interpreter, importing the fastsrv
+    package the supervisor runs (``-m fastsrv`` would take a ``fastsrv/``
+    folder in the working directory first)."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (f"import sys; sys.path[0] = {package_parent!r}; "
+            "from fastsrv.cli import console_main; console_main()")
+    return [sys.executable, "-c", code]

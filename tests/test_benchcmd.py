@@ -8,12 +8,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
 import pytest
 
-from fastsrv.benchcmd import Wrk
+from fastsrv.benchcmd import Wrk, tree_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -166,3 +167,26 @@ def test_the_demo_locustfile_mix_runs_without_failures():
     hit = [name for name, endpoint in result["endpoints"].items() if endpoint["requests"]]
     assert len(hit) > 1, hit
     assert all(endpoint["failures"] == 0 for endpoint in result["endpoints"].values())
+
+
+def test_server_cpu_keeps_a_process_that_exited_during_the_run():
+    # a worker that dies mid-run is reaped by the supervisor: its CPU moves
+    # into the supervisor's children's time and must stay in the total
+    burn = "x = 0\nfor i in range(4 * 10**7): x += i"
+    parent = subprocess.Popen([sys.executable, "-c",
+                               f"import subprocess, sys, time; subprocess.run([sys.executable, '-c', {burn!r}]); "
+                               "time.sleep(30)"])
+    try:
+        before = tree_cpu(parent.pid)
+        deadline = time.monotonic() + 30
+        while len(tree_cpu(parent.pid).pids) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)        # the burner has started
+        while len(tree_cpu(parent.pid).pids) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)        # ... and has exited
+        spent = tree_cpu(parent.pid) - before
+        assert spent.pids == frozenset({parent.pid})
+        assert spent.total_s > 0.5, spent
+        assert spent.root_s < 0.2, "the parent's own share excludes its children"
+    finally:
+        parent.kill()
+        parent.wait()

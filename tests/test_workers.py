@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, ProcessServer, RawClient
+from conftest import ROOT, ProcessServer, RawClient, _free_port
 from fastsrv.supervisor import combine_statuses
 
 
@@ -191,6 +191,9 @@ def test_requests_cut_at_the_exit_wait_time_give_status_3(workers):
     w.signal(signal.SIGTERM)
     assert w.wait() == 3
     assert w.log().count("stopped: exit status 3") == 2
+    for c in held.values():
+        with pytest.raises(ConnectionError):
+            c.read_response()
 
 
 def test_every_worker_answers_readiness_503_during_the_shutdown_delay(workers):
@@ -296,6 +299,57 @@ def test_workers_drain_when_the_supervisor_is_killed(workers):
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in pids), "a worker outlived its supervisor"
     assert w.log().count("the supervisor is gone: draining") == 2
+
+
+def test_programs_a_worker_starts_do_not_keep_the_port(workers):
+    w = workers("spawner", 1).wait_ready()
+    helpers = [int(pid) for pid in re.findall(r"EVENT helper pid=(\d+)", w.log())]
+    try:
+        w.signal(signal.SIGTERM)
+        assert w.wait() == 0
+        assert helpers and all(_alive(pid) for pid in helpers)
+        assert not _listening_inodes(w.port), "a program the worker started holds the listening socket"
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", w.port), timeout=1).close()
+    finally:
+        for pid in helpers:
+            _kill_quietly(pid)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP, signal.SIGTERM])
+def test_one_signal_right_after_the_start_is_still_a_clean_stop(workers, sig):
+    # the workers may not have installed their handlers yet: dying of the
+    # forwarded signal before serving anything is not a forced stop
+    w = workers("app", 2)
+    time.sleep(0.15)
+    w.signal(sig)
+    assert w.wait() == 0, w.log()
+
+
+def test_workers_import_the_supervisors_fastsrv_not_a_folder_in_the_working_directory(tmp_path):
+    shadow = tmp_path / "fastsrv"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the wrong fastsrv')\n")
+    port = _free_port()
+    launcher = f"import sys; sys.path[0] = {ROOT!r}; from fastsrv.cli import console_main; console_main()"
+    proc = subprocess.Popen([sys.executable, "-c", launcher, "run", "fastsrv.demo:app", "--workers", "1",
+                             "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                c = RawClient(port)
+                assert _get(c, "/") == "Hello, World!"
+                c.close()
+                break
+            except ConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -90,3 +90,15 @@ async def lifespan_app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+# starts a long-lived program that inherits every inheritable fd, as
+# os.system or a C library's popen would
+spawner = _base()
+
+
+@spawner.on_startup
+def start_helper_program():
+    import subprocess
+    proc = subprocess.Popen(["sleep", "20"], close_fds=False)
+    log.info("EVENT helper pid=%d", proc.pid)
