@@ -334,17 +334,22 @@ def test_workers_import_the_supervisors_fastsrv_not_a_folder_in_the_working_dire
     launcher = f"import sys; sys.path[0] = {ROOT!r}; from fastsrv.cli import console_main; console_main()"
     proc = subprocess.Popen([sys.executable, "-c", launcher, "run", "fastsrv.demo:app", "--workers", "1",
                              "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    serves_hello_then_drains(proc, port)
+
+
+def serves_hello_then_drains(proc: subprocess.Popen, port: int) -> None:
+    """``proc`` (a server on ``port``) answers the demo's ``GET /`` within 10 s, then exits 0 on SIGTERM."""
     try:
         deadline = time.monotonic() + 10
         while True:
             try:
                 c = RawClient(port)
-                assert _get(c, "/") == "Hello, World!"
-                c.close()
                 break
             except ConnectionError:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
                 time.sleep(0.05)
+        assert _get(c, "/") == "Hello, World!"
+        c.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
@@ -383,23 +388,7 @@ def test_fd_serves_an_inherited_socket_without_a_supervisor():
         proc = subprocess.Popen([sys.executable, "-m", "fastsrv", "run", "fastsrv.demo:app",
                                  "--fd", str(sock.fileno())], pass_fds=(sock.fileno(),), cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                c = RawClient(port)
-                assert _get(c, "/") == "Hello, World!"
-                c.close()
-                break
-            except (ConnectionError, AssertionError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    serves_hello_then_drains(proc, port)
 
 
 @pytest.mark.parametrize("statuses, expected", [
