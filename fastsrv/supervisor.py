@@ -234,7 +234,7 @@ class Supervisor:
             ours.close()
             theirs.close()
             log.error("cannot start worker %d: %s", slot, exc)
-            self._note_death(slot, 0.0, EXIT_STARTUP_FAILED, ever_ready=False)
+            self._note_death(slot, 0.0, EXIT_STARTUP_FAILED, ever_ready=self.serving)
             return
         theirs.close()
         ours.setblocking(False)
