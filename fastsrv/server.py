@@ -410,6 +410,9 @@ class Server:
                 continue
             self._prev_handlers[sig] = prev
             loop.add_signal_handler(sig, self._on_signal, sig)
+        # a supervisor starts its workers with these signals blocked, so one
+        # that comes while the worker starts up waits for these handlers
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self._prev_handlers)
 
     def _restore_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig, prev in self._prev_handlers.items():

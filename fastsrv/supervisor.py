@@ -27,6 +27,9 @@ The lifecycle it forwards:
   the socket at once, so the listener closes when the last worker closes
   its copy.
 * A second SIGTERM or SIGINT is forwarded too: the workers stop immediately.
+* A worker starts with these signals blocked and unblocks them once its
+  handlers are installed, so a signal that comes while it is still starting
+  Python or importing the app is a graceful stop, not a death.
 * The supervisor waits ``shutdown_delay + exit_wait_time + hook_budget`` plus
   a margin (``STOP_MARGIN``), then kills the workers still running, says so,
   and exits with status 5.
@@ -73,6 +76,7 @@ SUPERVISOR_FD_ENV = "FASTSRV_SUPERVISOR_FD"
 WORKER_ID_ENV = "FASTSRV_WORKER_ID"
 _READY = b"ready\n"
 _SEVERITY = (EXIT_FORCED, EXIT_DEADLINE, EXIT_HOOK_FAILED)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 @dataclass
@@ -95,7 +99,6 @@ class Worker:
     channel: socket.socket
     started: float
     ready: bool = False
-    stop_signal: Optional[int] = None   # the signal the supervisor sent it, if any
 
     def describe(self) -> str:
         return f"worker {self.slot} (pid {self.proc.pid})"
@@ -227,6 +230,10 @@ class Supervisor:
         ours, theirs = socket.socketpair()
         env = {**os.environ, SUPERVISOR_FD_ENV: str(theirs.fileno()), WORKER_ID_ENV: str(slot)}
         fd = self.sock.fileno()
+        # the worker starts with the stop signals blocked (a child inherits
+        # the mask) and unblocks them once its handlers are installed: a
+        # signal forwarded while it starts up is a graceful stop, not a death
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             proc = subprocess.Popen(self.command(fd), env=env, pass_fds=(fd, theirs.fileno()),
                                     start_new_session=True)
@@ -236,6 +243,8 @@ class Supervisor:
             log.error("cannot start worker %d: %s", slot, exc)
             self._note_death(slot, 0.0, EXIT_STARTUP_FAILED, ever_ready=self.serving)
             return
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         theirs.close()
         ours.setblocking(False)
         worker = Worker(slot, proc, ours, time.monotonic())
@@ -261,8 +270,6 @@ class Supervisor:
     def _on_exit(self, worker: Worker, code: int) -> None:
         lived = time.monotonic() - worker.started
         if self.stopping is not None:
-            if not worker.ready and worker.stop_signal is not None and code == -worker.stop_signal:
-                code = EXIT_OK          # the signal came before its handlers: it served nothing
             self.statuses.append(code)
             level = logging.INFO if code == EXIT_OK else logging.WARNING
             log.log(level, "%s stopped: %s", worker.describe(), _status_text(code))
@@ -336,7 +343,6 @@ class Supervisor:
 
     def _signal_workers(self, sig: int) -> None:
         for worker in self.workers.values():
-            worker.stop_signal = sig
             try:
                 worker.proc.send_signal(sig)
             except ProcessLookupError:

@@ -318,10 +318,10 @@ def test_programs_a_worker_starts_do_not_keep_the_port(workers):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP, signal.SIGTERM])
 def test_one_signal_right_after_the_start_is_still_a_clean_stop(workers, sig):
-    # the workers may not have installed their handlers yet: dying of the
-    # forwarded signal before serving anything is not a forced stop
+    # the workers are still starting Python: they must not die of the
+    # forwarded signal (it waits, blocked, until their handlers are installed)
     w = workers("app", 2)
-    time.sleep(0.15)
+    w.wait_for("worker 2 (pid")
     w.signal(sig)
     assert w.wait() == 0, w.log()
 
