@@ -565,6 +565,7 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     if args.connections < args.threads:
         raise UsageError("--connections must be at least --threads (each wrk thread needs a connection)")
     _check_cpus(args)
+    stop_budget = _server_stop_budget(args)
     tool = choose_tool(args)
     if args.pipeline > 1 and tool.name != "wrk":
         raise UsageError("--pipeline needs wrk (locust sends one request at a time per user)")
@@ -576,7 +577,7 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         url = f"http://{HOST}:{port}"
         started = time.monotonic()
         server = BenchServer(_server_argv(args, port), workdir / "server.log", args.server_cpus,
-                             _server_stop_budget(args) + STOP_MARGIN_S)
+                             stop_budget + STOP_MARGIN_S)
         try:
             server.wait_ready("worker(s) serving on" if args.workers else "serving on", port, args.path)
             log.info("server ready at %s (pid %d, %.1f s)", url, server.proc.pid, time.monotonic() - started)
@@ -608,14 +609,25 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     return result, 0 if status == 0 else 1
 
 
+_OWN_OPTIONS = ("--host", "--port", "--fd", "--workers", "--interface")
+
+
 def _server_stop_budget(args: argparse.Namespace) -> float:
-    """How long the server may take to stop after SIGTERM, from its own options."""
+    """How long the server may take to stop after SIGTERM, from its own
+    options; UsageError for ``--server-arg``s that do not fit a bench run."""
     from fastsrv.cli import _parser
     from fastsrv.supervisor import STOP_MARGIN
+    for arg in args.server_arg:
+        if arg.split("=", 1)[0] in _OWN_OPTIONS:
+            raise UsageError(f"--server-arg {arg}: fastsrv bench sets the address itself, and --workers and "
+                             "--interface are options of fastsrv bench")
     try:
         run = _parser().parse_args(["run", args.app, *args.server_arg])
     except SystemExit:
         raise UsageError(f"--server-arg does not parse as fastsrv run options: {args.server_arg}") from None
+    if run.log_level not in ("info", "debug"):
+        raise UsageError(f"--server-arg --log-level {run.log_level}: fastsrv bench waits for the server's "
+                         "info line saying it serves")
     budget = run.shutdown_delay + run.exit_wait_time + run.hook_budget
     return budget + STOP_MARGIN if args.workers else budget + 4.0     # a server's own fixed waits
 

@@ -79,6 +79,12 @@ def _ms(t0: float) -> float:
     return (time.monotonic() - t0) * 1000
 
 
+def http_url(sock: socket.socket) -> str:
+    """``http://host:port`` of a listening socket (an IPv6 host in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 class Server:
     """One fastsrv server process.
 
@@ -243,7 +249,7 @@ class Server:
             log.info("ASGI app: %s", "requests run in place until they first suspend" if asgi.eager
                      else "each request runs in its own Task (the app uses anyio/sniffio, "
                           "or --asgi-eager off)")
-        log.info("serving on http://%s:%d (started in %.1f ms)", *sock.getsockname()[:2], _ms(t0))
+        log.info("serving on %s (started in %.1f ms)", http_url(sock), _ms(t0))
         for callback in self._ready_callbacks:
             try:
                 callback()

@@ -64,7 +64,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from fastsrv.server import EXIT_DEADLINE, EXIT_FORCED, EXIT_HOOK_FAILED, EXIT_OK, EXIT_STARTUP_FAILED
+from fastsrv.server import (EXIT_DEADLINE, EXIT_FORCED, EXIT_HOOK_FAILED, EXIT_OK, EXIT_STARTUP_FAILED,
+                            http_url)
 
 log = logging.getLogger("fastsrv.supervisor")
 
@@ -220,9 +221,8 @@ class Supervisor:
             return
         if all(w.ready for w in self.workers.values()) and len(self.workers) == self.config.workers:
             self.serving = True
-            host, port = self.sock.getsockname()[:2]
-            log.info("%d worker(s) serving on http://%s:%d (supervisor pid %d)",
-                     self.config.workers, host, port, os.getpid())
+            log.info("%d worker(s) serving on %s (supervisor pid %d)",
+                     self.config.workers, http_url(self.sock), os.getpid())
 
     # ---- workers ----
 

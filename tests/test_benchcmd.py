@@ -190,3 +190,14 @@ def test_server_cpu_keeps_a_process_that_exited_during_the_run():
     finally:
         parent.kill()
         parent.wait()
+
+
+@pytest.mark.parametrize("server_arg, message", [
+    ("--server-arg=--port=9", "sets the address itself"),
+    ("--server-arg=--workers=2", "options of fastsrv bench"),
+    ("--server-arg=--log-level=warning", "waits for the server's info line"),
+    ("--server-arg=--no-such-option", "does not parse as fastsrv run options"),
+])
+def test_server_args_that_do_not_fit_a_bench_run_exit_2(server_arg, message):
+    out = bench(server_arg, "--duration", "1")
+    assert out.returncode == 2 and message in out.stderr, out.stderr

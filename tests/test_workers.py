@@ -396,3 +396,20 @@ def test_fd_serves_an_inherited_socket_without_a_supervisor():
 ])
 def test_the_exit_status_is_the_most_serious_workers(statuses, expected):
     assert combine_statuses(statuses) == expected
+
+
+def test_workers_serve_ipv6_and_log_the_address_in_brackets(workers):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    w = workers("app", 1, "--host", "::1").wait_ready()
+    assert f"worker(s) serving on http://[::1]:{w.port}" in w.log()
+    with socket.create_connection(("::1", w.port), timeout=5) as c:
+        c.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert c.recv(4096).startswith(b"HTTP/1.1 200")
+    w.signal(signal.SIGTERM)
+    assert w.wait() == 0
