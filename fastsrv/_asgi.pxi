@@ -87,126 +87,6 @@ cdef bint _wants_websocket(Request req):
     return False
 
 
-@cython.final
-@cython.freelist(32)
-cdef class _StandInTask:
-    """What ``asyncio.current_task()`` returns while a request runs in place.
-
-    Code that asks for its Task from its first line (``asyncio.timeout()``,
-    ``TaskGroup``, ``wait_for`` on Python 3.12) gets this stand-in; when the
-    request first suspends, the real Task that carries it on takes over and
-    every call is forwarded to it (a cancellation asked for before that is
-    applied to it).  Only identity differs: ``current_task()`` returns the
-    stand-in before the first suspension and the Task after it.
-    """
-    cdef object loop
-    cdef object task
-    cdef int cancels
-    cdef object cancel_msg
-    cdef list callbacks
-
-    def cancel(self, msg=None):
-        if self.task is not None:
-            return self.task.cancel(msg)
-        self.cancels += 1
-        self.cancel_msg = msg
-        return True
-
-    def uncancel(self):
-        if self.task is not None:
-            return self.task.uncancel()
-        if self.cancels > 0:
-            self.cancels -= 1
-        return self.cancels
-
-    def cancelling(self):
-        return self.task.cancelling() if self.task is not None else self.cancels
-
-    def done(self):
-        return self.task is not None and self.task.done()
-
-    def cancelled(self):
-        return self.task is not None and self.task.cancelled()
-
-    def get_loop(self):
-        return self.loop
-
-    def get_name(self):
-        return self.task.get_name() if self.task is not None else "fastsrv-request"
-
-    def add_done_callback(self, fn, *, context=None):
-        if self.task is not None:
-            self.task.add_done_callback(fn, context=context)
-        else:
-            if self.callbacks is None:
-                self.callbacks = []
-            self.callbacks.append((fn, context))
-
-    def remove_done_callback(self, fn):
-        if self.task is not None:
-            return self.task.remove_done_callback(fn)
-        cdef int n = 0
-        if self.callbacks:
-            n = len(self.callbacks)
-            self.callbacks = [c for c in self.callbacks if c[0] != fn]
-            n -= len(self.callbacks)
-        return n
-
-    def __repr__(self):
-        return f"<fastsrv request running in place, then {self.task!r}>"
-
-    cdef int bind(self, object task) except -1:
-        self.task = task
-        if self.callbacks:
-            for fn, context in self.callbacks:
-                task.add_done_callback(fn, context=context)
-            self.callbacks = None
-        if self.cancels:
-            task.cancel(self.cancel_msg)
-        return 0
-
-    cdef int finished(self) except -1:
-        """The request completed in place: done callbacks see the stand-in."""
-        if self.callbacks:
-            for fn, context in self.callbacks:
-                self.loop.call_soon(fn, self, context=context)
-            self.callbacks = None
-        return 0
-
-
-cdef object _enter_task = asyncio.tasks._enter_task
-cdef object _leave_task = asyncio.tasks._leave_task
-# the running Task of each loop, as current_task() reads it (a dict on
-# Python 3.11-3.13): set and cleared directly, two dict operations
-cdef object _current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
-cdef bint _direct = type(_current_tasks) is dict
-
-
-cdef inline _StandInTask _enter_stand_in(object loop):
-    """Make a stand-in the loop's current task; None if one is already
-    current (the request then runs under it, as a test driving the protocol
-    from a Task does)."""
-    cdef _StandInTask stand_in = _StandInTask.__new__(_StandInTask)
-    stand_in.loop = loop
-    if _direct:
-        if PyDict_SetDefault(_current_tasks, loop, stand_in) != <PyObject*>stand_in:
-            return None
-        return stand_in
-    try:
-        _enter_task(loop, stand_in)
-    except RuntimeError:
-        return None
-    return stand_in
-
-
-cdef inline int _leave_stand_in(object loop, _StandInTask stand_in) except -1:
-    if _direct:
-        PyDict_DelItem(_current_tasks, loop)
-    else:
-        _leave_task(loop, stand_in)
-    return 0
-
-
 cdef inline object _field(object message, str key, object default):
     cdef PyObject* v
     if type(message) is dict:
@@ -223,24 +103,28 @@ cdef class ASGIApp:
     suspends (no Task for an app that never does); ``False`` gives every
     request a Task from its first line, which code calling
     ``asyncio.current_task()`` at once (anyio, hence Starlette and FastAPI)
-    needs.  ``root_path`` is prefixed to ``path`` and ``raw_path`` and sent
-    as ``root_path``; ``state`` is the lifespan state, shallow-copied into
-    every request's scope.
+    needs.  ``eager_start``: on Python 3.12+, such a Task runs its first
+    step at once (``eager_start=True``), so a request that never suspends
+    is answered without a loop round trip.  ``root_path`` is prefixed to
+    ``path`` and ``raw_path`` and sent as ``root_path``; ``state`` is the
+    lifespan state, shallow-copied into every request's scope.
     """
     cdef readonly object app
     cdef readonly bint eager
+    cdef readonly bint eager_start
     cdef readonly str root_path
     cdef bytes root_path_b
     cdef public dict state
     cdef dict ext_value
 
-    def __init__(self, app, bint eager=True, str root_path="", dict state=None):
+    def __init__(self, app, bint eager=True, str root_path="", dict state=None, bint eager_start=True):
         if not callable(app):
             raise TypeError(f"an ASGI application must be callable, got {type(app).__name__}")
         if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
             raise ValueError(f"root_path must start with '/' and not end with one, got {root_path!r}")
         self.app = app
         self.eager = eager
+        self.eager_start = eager_start
         self.root_path = root_path
         self.root_path_b = root_path.encode("utf-8")
         self.state = state if state is not None else {}
@@ -593,9 +477,19 @@ cdef class ASGICycle:
         self.finish()
         return 0
 
+    cdef int attach(self, object task) except -1:
+        """The app goes on in ``task``: in-flight work until it ends."""
+        self.task = task
+        self.conn.registry.track(task)
+        task.add_done_callback(self._done)
+        return 0
+
     def _done(self, task):
         self.conn.registry.untrack(task)
         self.task = None
+        self.task_ended(task)
+
+    cdef int task_ended(self, object task) except -1:
         try:
             if task.cancelled():
                 if not self.complete and not self.conn.closing:
@@ -603,7 +497,7 @@ cdef class ASGICycle:
                 self.complete = True
                 if self.conn.cycle is self:
                     self.conn.cycle = None
-                return
+                return 0
             exc = task.exception()
             if exc is None:
                 self.returned()
@@ -611,3 +505,4 @@ cdef class ASGICycle:
                 self.failed(exc)
         except BaseException as exc:
             self.conn.internal_error(exc)
+        return 0

@@ -69,10 +69,11 @@ class ClientGoneError(ConnectionError): ...
 class ASGIApp:
     app: Callable[..., Any]
     eager: bool
+    eager_start: bool
     root_path: str
     state: dict[str, Any]
     def __init__(self, app: Callable[..., Any], eager: bool = ..., root_path: str = ...,
-                 state: Optional[dict[str, Any]] = ...) -> None: ...
+                 state: Optional[dict[str, Any]] = ..., eager_start: bool = ...) -> None: ...
 
 class HttpProtocol(asyncio.Protocol):
     requests: int

@@ -25,6 +25,7 @@ from fastsrv._parser cimport (
     PARSE_NEED_MORE, PARSE_DONE, PARSE_ERROR, BODY_NONE, BODY_LENGTH,
 )
 from fastsrv._request cimport Request, BodyStream, ConnectionBase, ShutdownSignal
+from fastsrv._inplace cimport run_in_place, start_task, as_coroutine
 from fastsrv._response cimport (
     WriteBuffer, Response, StreamingResponse, shared_buffer, write_head, write_simple,
     write_asgi_head, end_head, content_type_line, body_allowed,
@@ -40,14 +41,6 @@ from urllib.parse import unquote
 
 from fastsrv._request import BodyError, ClientDisconnected
 from fastsrv._request import object_counters as _request_counters
-
-cdef extern from "Python.h":
-    ctypedef enum PySendResult:
-        PYGEN_RETURN
-        PYGEN_ERROR
-        PYGEN_NEXT
-    PySendResult PyIter_Send(object iter, object arg, PyObject** presult) except PYGEN_ERROR
-
 
 logger = logging.getLogger("fastsrv.error")
 
@@ -193,45 +186,6 @@ cdef class Router:
         else:
             is_async[0] = req.method in route.async_methods
         return handler
-
-
-cdef class _Continue:
-    """Carries on a coroutine that already yielded ``first`` outside a Task."""
-    cdef object coro
-    cdef object first
-
-    def __cinit__(self, coro, first):
-        self.coro = coro
-        self.first = first
-
-    def __await__(self):
-        coro = self.coro
-        to_yield = self.first
-        self.first = None
-        while True:
-            try:
-                sent = yield to_yield
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    to_yield = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    to_yield = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
-async def _resume(coro, first):
-    return await _Continue(coro, first)
-
-
-async def _await(awaitable):
-    return await awaitable
 
 
 @cython.final
@@ -452,7 +406,6 @@ cdef class ConnectionRegistry:
 
 cdef class ASGIApp
 cdef class ASGICycle
-cdef class _StandInTask
 
 
 cdef void _wake_all(list waiters):
@@ -772,7 +725,7 @@ cdef class HttpProtocol(ConnectionBase):
 
     cdef int start_asgi(self, Request req) except -1:
         cdef ASGICycle cycle
-        cdef object ctx
+        cdef object ctx, coro
         if req.upgrade and _wants_websocket(req):
             self.keep_alive = False
             self.write_text(self.out(), 501,
@@ -785,51 +738,56 @@ cdef class HttpProtocol(ConnectionBase):
         ctx = PyContext_Copy(self.registry.base_context)
         PyContext_Enter(ctx)
         try:
-            self.run_asgi(cycle, ctx)
+            coro = self.call_asgi(cycle)
+            if coro is not None and self.asgi.eager and type(coro) is CoroutineType:
+                self.run_asgi_in_place(cycle, coro, ctx)
+                return 0
         finally:
             PyContext_Exit(ctx)
+        if coro is not None:
+            self.run_asgi_task(cycle, coro, ctx)
         return 0
 
-    cdef int run_asgi(self, ASGICycle cycle, object ctx) except -1:
-        cdef PyObject* presult = NULL
-        cdef object coro, yielded, task
-        cdef _StandInTask stand_in = None
-        cdef PySendResult sr
+    cdef object call_asgi(self, ASGICycle cycle):
+        """The app's awaitable for this exchange; None if calling it failed
+        (the failure is answered)."""
         try:
-            coro = self.asgi.app(self.asgi.scope(cycle.req, self), cycle.receive, cycle.send)
-            if self.asgi.eager and type(coro) is CoroutineType:
-                stand_in = _enter_stand_in(self.loop)
-                try:
-                    sr = PyIter_Send(coro, None, &presult)
-                finally:
-                    if stand_in is not None:
-                        _leave_stand_in(self.loop, stand_in)
-                if sr == PYGEN_RETURN:
-                    Py_XDECREF(presult)
-                    if stand_in is not None:
-                        stand_in.finished()
-                    cycle.returned()
-                    return 0
-                yielded = <object>presult
-                Py_XDECREF(presult)
-                task = self.loop.create_task(_resume(coro, yielded), context=ctx)
-                if stand_in is not None:
-                    stand_in.bind(task)
-            elif type(coro) is CoroutineType:
-                task = self.loop.create_task(coro, context=ctx)
-            else:
-                task = self.loop.create_task(_await(coro), context=ctx)
-            cycle.task = task
-            self.registry.track(task)
-            task.add_done_callback(cycle._done)
+            return self.asgi.app(self.asgi.scope(cycle.req, self), cycle.receive, cycle.send)
         except Exception as exc:
-            if stand_in is not None:
-                stand_in.finished()
             cycle.failed(exc)
         except BaseException as exc:
             self.cut()
             if not isinstance(exc, asyncio.CancelledError):
                 raise
+        return None
+
+    cdef int run_asgi_in_place(self, ASGICycle cycle, object coro, object ctx) except -1:
+        cdef bint finished = False
+        cdef object task
+        try:
+            task = run_in_place(self.loop, coro, ctx, &finished)
+            if finished:
+                cycle.returned()
+            else:
+                cycle.attach(task)
+        except Exception as exc:
+            cycle.failed(exc)
+        except BaseException as exc:
+            self.cut()
+            if not isinstance(exc, asyncio.CancelledError):
+                raise
+        return 0
+
+    cdef int run_asgi_task(self, ASGICycle cycle, object coro, object ctx) except -1:
+        cdef object task
+        if type(coro) is not CoroutineType:
+            coro = as_coroutine(coro)
+        task = start_task(self.loop, coro, ctx, self.asgi.eager_start)
+        if task.done():
+            # an eager Task that finished in its first step
+            cycle.task_ended(task)
+        else:
+            cycle.attach(task)
         return 0
 
     cdef int after_response(self) except -1:
@@ -864,21 +822,14 @@ cdef class HttpProtocol(ConnectionBase):
         return self.peer
 
     cdef int run_handler(self, object handler, Request req, object ctx) except -1:
-        cdef PyObject* presult = NULL
-        cdef object result, yielded
-        cdef PySendResult sr
+        cdef object result
+        cdef bint finished = False
         try:
             result = handler(req)
             if type(result) is CoroutineType:
-                sr = PyIter_Send(result, None, &presult)
-                if sr == PYGEN_RETURN:
-                    value = <object>presult
-                    Py_XDECREF(presult)
-                    result = value
-                else:
-                    yielded = <object>presult
-                    Py_XDECREF(presult)
-                    self.task = self.loop.create_task(_resume(result, yielded), context=ctx)
+                result = run_in_place(self.loop, result, ctx, &finished)
+                if not finished:
+                    self.task = result
                     self.registry.track(self.task)
                     self.task.add_done_callback(self._handler_done)
                     return 0
@@ -950,7 +901,7 @@ cdef class HttpProtocol(ConnectionBase):
             return 0
         if hasattr(result, "__await__"):
             # an awaitable that is not a plain coroutine (a compiled async def)
-            self.task = self.loop.create_task(_await(result))
+            self.task = self.loop.create_task(as_coroutine(result))
             self.registry.track(self.task)
             self.task.add_done_callback(self._handler_done)
             return 0

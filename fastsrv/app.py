@@ -41,9 +41,11 @@ def _is_async(fn: Any) -> bool:
 class _InTask:
     """Runs an async handler in an asyncio Task from its first line.
 
-    By default an async handler starts without a Task and gets one only if
-    it suspends; code that needs a Task before its first ``await`` —
-    ``asyncio.timeout()``, ``TaskGroup``, ``asyncio.current_task()`` — asks
+    By default an async handler starts in place, without a Task, and gets
+    one only if it suspends; until then ``asyncio.current_task()`` returns a
+    stand-in that ``asyncio.timeout()``, ``wait_for`` and ``TaskGroup`` work
+    with.  Code that needs a real ``asyncio.Task`` from its first line (anyio
+    cancel scopes, a Task's identity kept across the first ``await``) asks
     for this with ``eager=False``.
     """
 
@@ -172,7 +174,8 @@ class App:
 
         ``eager=False`` runs an async handler inside an asyncio Task from its
         first line (see :class:`_InTask`); the default runs it in place until
-        it first suspends, which costs no Task for handlers that never do.
+        it first suspends, which costs no Task for handlers that never do
+        (``asyncio.timeout()``, ``wait_for`` and ``TaskGroup`` work there).
         """
         if not path.startswith("/"):
             raise RouteError(f"route path {path!r} must start with '/'")

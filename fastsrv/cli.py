@@ -11,7 +11,7 @@ import socket
 import sys
 from typing import Any, Optional, Sequence
 
-from fastsrv.config import EAGER_MODES, INTERFACES, LIFESPAN_MODES, SIGNAL_POLICIES, Config
+from fastsrv.config import EAGER_MODES, INTERFACES, LIFESPAN_MODES, SIGNAL_POLICIES, TASK_STARTS, Config
 from fastsrv.errors import AppLoadError, ConfigError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--asgi-eager", default="auto", choices=EAGER_MODES,
                      help="run ASGI requests in place until they first suspend (on), in a Task "
                           "from the first line (off), or decide by whether the app uses anyio (auto)")
+    run.add_argument("--asgi-task-start", default="eager", choices=TASK_STARTS,
+                     help="on Python 3.12+, how a request's Task starts: its first step at once, so a "
+                          "request that never suspends needs no loop round trip (eager), or on the "
+                          "loop's next iteration (scheduled); before 3.12 always scheduled")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--fd", type=int, default=None, metavar="FD",
@@ -127,6 +131,7 @@ def _config(args: argparse.Namespace) -> Config:
         max_connections=args.max_connections, max_body_bytes=args.max_body_bytes,
         interface=args.interface, lifespan=args.lifespan, root_path=args.root_path,
         asgi_eager=args.asgi_eager,
+        asgi_task_start=args.asgi_task_start,
     )
 
 

@@ -13,6 +13,7 @@ SIGNAL_POLICIES = ("graceful", "legacy")
 INTERFACES = ("auto", "native", "asgi")
 LIFESPAN_MODES = ("auto", "on", "off")
 EAGER_MODES = ("auto", "on", "off")
+TASK_STARTS = ("eager", "scheduled")
 
 SignalWaiter = Callable[[], Awaitable[str]]
 
@@ -63,6 +64,7 @@ class Config:
     lifespan: str = "auto"          # auto | on | off
     root_path: str = ""
     asgi_eager: str = "auto"        # auto | on | off: run requests in place until they suspend
+    asgi_task_start: str = "eager"  # eager | scheduled: how a request's Task starts (Python 3.12+)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -84,7 +86,7 @@ class Config:
             if path is not None and not path.startswith("/"):
                 raise ConfigError(f"{name} must start with '/', got {path!r}")
         for name, allowed in (("interface", INTERFACES), ("lifespan", LIFESPAN_MODES),
-                              ("asgi_eager", EAGER_MODES)):
+                              ("asgi_eager", EAGER_MODES), ("asgi_task_start", TASK_STARTS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):

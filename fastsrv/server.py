@@ -22,6 +22,7 @@ import enum
 import logging
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
@@ -79,6 +80,12 @@ def _ms(t0: float) -> float:
     return (time.monotonic() - t0) * 1000
 
 
+def _task_start(eager: bool) -> str:
+    if sys.version_info < (3, 12):
+        return "scheduled on the loop (eager start needs Python 3.12)"
+    return "started eagerly" if eager else "scheduled on the loop (--asgi-task-start scheduled)"
+
+
 def http_url(sock: socket.socket) -> str:
     """``http://host:port`` of a listening socket (an IPv6 host in brackets)."""
     host, port = sock.getsockname()[:2]
@@ -109,7 +116,8 @@ class Server:
             asgi3 = as_asgi3(app, self.interface)
             self.lifespan = Lifespan(asgi3, self.config.lifespan)
             self.asgi = ASGIApp(asgi3, not wants_task(self.config.asgi_eager),
-                                self.config.root_path, self.lifespan.state)
+                                self.config.root_path, self.lifespan.state,
+                                eager_start=self.config.asgi_task_start == "eager")
             # the app's lifespan is the first startup and the first shutdown
             # hook (hooks added to server.hooks later run after it), under the
             # hook timeout
@@ -247,8 +255,8 @@ class Server:
         self.state = State.RUNNING
         if asgi is not None:
             log.info("ASGI app: %s", "requests run in place until they first suspend" if asgi.eager
-                     else "each request runs in its own Task (the app uses anyio/sniffio, "
-                          "or --asgi-eager off)")
+                     else "each request runs in its own Task (the app uses anyio/sniffio, or "
+                          f"--asgi-eager off), {_task_start(asgi.eager_start)}")
         log.info("serving on %s (started in %.1f ms)", http_url(sock), _ms(t0))
         for callback in self._ready_callbacks:
             try:

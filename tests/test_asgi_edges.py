@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import socket
+import sys
 import time
 from http import HTTPStatus
 from typing import Any
@@ -22,6 +23,8 @@ from fastsrv._core import debug_counters
 START = "http.response.start"
 BODY = "http.response.body"
 MODES = ["on", "off"]
+needs_311 = pytest.mark.skipif(sys.version_info < (3, 11),
+                               reason="asyncio.timeout and TaskGroup are new in Python 3.11")
 
 
 def recv_for(sock: socket.socket, seconds: float) -> bytes:
@@ -128,6 +131,7 @@ def test_a_cancelled_disconnect_poll_does_not_strand_another_waiter(serve, eager
     assert woken == ["watcher", "app"]
 
 
+@needs_311
 def test_stdlib_code_that_needs_its_task_works_in_place(serve) -> None:
     async def app(scope: dict, receive: Any, send: Any) -> None:
         assert asyncio.current_task() is not None
@@ -148,6 +152,28 @@ def test_stdlib_code_that_needs_its_task_works_in_place(serve) -> None:
     s.close()
 
 
+def test_wait_for_on_the_first_line_works_in_place(serve) -> None:
+    """wait_for needs a current task from Python 3.12 (it is built on
+    asyncio.timeout); on 3.10 and 3.11 it needs none."""
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        assert asyncio.current_task() is not None
+        message = await asyncio.wait_for(receive(), 5)
+        try:
+            await asyncio.wait_for(asyncio.sleep(5), 0.05)
+            outcome = b"no timeout"
+        except asyncio.TimeoutError:
+            outcome = b"timed out"
+        await send({"type": START, "status": 200, "headers": []})
+        await send({"type": BODY, "body": b"%d %s" % (len(message["body"]), outcome)})
+
+    s = connect(serve(app, lifespan="off", asgi_eager="on").port)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
+    got = recv_for(s, 0.5)
+    assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"\r\n\r\n3 timed out"), got
+    s.close()
+
+
+@needs_311
 def test_a_timeout_entered_in_place_still_fires_after_the_request_suspends(serve) -> None:
     async def app(scope: dict, receive: Any, send: Any) -> None:
         try:
