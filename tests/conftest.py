@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,25 @@ import fastsrv
 from fastsrv import Server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+
+
+def _ignored(signum: int, frame: Any) -> None:
+    """Catches what the suite was started ignoring: still ignored here, but a
+    caught signal is reset to its default across exec, an ignored one is not."""
+
+
+def pytest_configure(config: Any) -> None:
+    """The servers the tests start must begin with the stop signals at their
+    defaults, however the suite was launched: under nohup (SIGHUP ignored),
+    as a background job of a script (SIGINT ignored), or with the signals
+    blocked.  An ignored signal would be inherited by every child, and the
+    server rightly leaves an ignored SIGHUP alone."""
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, _ignored)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    os.umask(0o022)
 
 
 class Calls:
