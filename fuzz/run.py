@@ -8,12 +8,14 @@
     python fuzz/run.py --seconds 10 --no-native           # ordinary build only
     python fuzz/run.py --target core --reproduce fuzz/artifacts/crash-...
 
-With clang on the PATH the compiled modules a target loads (the parser; all
-four for ``core`` and ``core-asgi``) are first rebuilt out of the tree with libFuzzer's
-coverage instrumentation and AddressSanitizer (``FASTSRV_FUZZ=1``, into
-``fuzz/build/``), so libFuzzer is guided by the branches of the generated C;
-without clang (or with ``--no-native``) the target runs on the ordinary build
-and libFuzzer sees only Python-level edges of the harness.
+When clang can build with AddressSanitizer here (Debian: ``apt-get install
+clang libclang-rt-14-dev``; nothing is installed by this script), the compiled
+modules a target loads (the parser; all of them for ``core`` and
+``core-asgi``) are first rebuilt out of the tree with libFuzzer's coverage
+instrumentation and AddressSanitizer (``FASTSRV_FUZZ=1``, into
+``fuzz/build/``), so libFuzzer is guided by the branches of the generated C.
+Otherwise (or with ``--no-native``) the target runs on the ordinary build,
+says so, and libFuzzer sees only Python-level edges of the harness.
 The corpus grows in ``fuzz/corpus/<target>/``; crashes land in
 ``fuzz/artifacts/``.  Exit status: 0 when the run ended without a finding,
 1 on a finding, 2 when the run could not be set up.
@@ -29,6 +31,8 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 from typing import Dict, List, Optional
 
@@ -41,7 +45,7 @@ import seeds  # noqa: E402
 
 TARGETS = {"parser": "fuzz_parser.py", "differential": "fuzz_differential.py", "core": "fuzz_core.py",
            "core-asgi": "fuzz_core_asgi.py"}
-CORE = "_parser,_response,_request,_core"
+CORE = "_parser,_response,_request,_inplace,_core"
 # the compiled modules each target loads instrumented
 NATIVE = {"parser": "_parser", "differential": "_parser", "core": CORE, "core-asgi": CORE}
 # inputs a target also starts from, besides the seeds and its own corpus
@@ -55,64 +59,67 @@ FUNC = re.compile(r"(?:UN)?COVERED_FUNC: hits: \d+ edges: (\d+)/(\d+) (\S+)")
 # the parser's own code in the generated C (not Cython's module machinery)
 PARSER_FUNC = re.compile(r"_13RequestParser_|_next_element|_ieq|build_header_list")
 CORE_FUNC = re.compile(r"_7fastsrv_5_core_12HttpProtocol_|_7fastsrv_8_request_10BodyStream_")
-# the ASGI layer (_asgi.pxi): the app, the exchange, the scope and the stand-in Task
-ASGI_FUNC = re.compile(r"_7fastsrv_5_core_(7ASGIApp|9ASGICycle|12_StandInTask)_|_asgi_headers|"
+# the ASGI layer (_asgi.pxi): the app, the exchange and the scope; and the
+# stand-in Task of a request running in place (_inplace.pyx)
+ASGI_FUNC = re.compile(r"_7fastsrv_5_core_(7ASGIApp|9ASGICycle)_|_7fastsrv_8_inplace_|_asgi_headers|"
                        r"_lower_name|_wants_websocket|_stand_in")
 
 
-def ensure_clang() -> bool:
-    """clang on the PATH, installed from Debian's packages when it is not
-    and this runs as root with apt-get (as the benchmark scripts install
-    wrk and nginx); False, with the reason printed, otherwise."""
-    if shutil.which("clang"):
-        return True
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        print("clang not found, and it cannot be installed here (apt-get as root): "
-              "apt-get install clang for coverage of the generated C", flush=True)
-        return False
-    print("clang not found: installing it (apt-get install -y clang) ...", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "clang"]
-    for commands in ([install], [["apt-get", "update", "-q"], install]):
-        try:
-            for command in commands:
-                subprocess.run(command, check=True, timeout=600, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            break
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            reason = exc
-    else:
-        print(f"could not install clang ({reason}): fuzzing the ordinary build", flush=True)
-        return False
-    return shutil.which("clang") is not None
+PROBE_C = "int fastsrv_probe(int x) { return x + 1; }\n"
+
+
+def native_toolchain() -> Optional[str]:
+    """None when clang can build and link a sanitizer-instrumented shared
+    object here; otherwise why not.  Nothing is installed: on Debian the
+    toolchain is ``apt-get install clang libclang-rt-14-dev`` (the second
+    holds ASan's runtime, which ``clang`` alone does not pull in); .ci/run
+    installs both."""
+    cc = os.environ.get("CC", "clang").split()[0]
+    if not shutil.which(cc):
+        return f"{cc} not found"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(PROBE_C)
+        proc = subprocess.run([cc, "-shared", "-fPIC", "-fsanitize=address,fuzzer-no-link", src,
+                               "-o", os.path.join(tmp, "probe.so")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    if proc.returncode != 0:
+        last = [line for line in proc.stdout.splitlines() if line.strip()][-1:] or ["(no output)"]
+        return f"{cc} cannot link an AddressSanitizer build: {last[0].strip()}"
+    return None
 
 
 def build_native(modules: str) -> Optional[str]:
-    """The instrumented parser module, rebuilt when its sources changed;
-    None (with the reason printed) when clang, Cython or setuptools is missing."""
-    ensure_clang()
-    missing = [name for name, present in (("clang", shutil.which("clang")),
-                                          ("Cython", importlib.util.find_spec("Cython")),
-                                          ("setuptools", importlib.util.find_spec("setuptools")))
-               if not present]
-    if missing:
-        print(f"no instrumented build: {', '.join(missing)} not found", flush=True)
+    """The instrumented modules' directory entry for the parser, rebuilt when
+    the sources changed; None (with the reason printed) when this machine
+    cannot build it, and the target then fuzzes the ordinary build."""
+    missing = [name for name in ("Cython", "setuptools") if not importlib.util.find_spec(name)]
+    why = f"{', '.join(missing)} not installed" if missing else native_toolchain()
+    if why:
+        print(f"no instrumented build ({why}): fuzzing the ordinary build, with Python-level "
+              "coverage only; for coverage of the generated C: apt-get install clang "
+              "libclang-rt-14-dev", flush=True)
         return None
     sources = [path for pattern in ("*.pyx", "*.pxd", "*.pxi")
                for path in glob.glob(os.path.join(ROOT, "fastsrv", pattern))]
     sources.append(os.path.join(ROOT, "setup.py"))
-    built = [glob.glob(os.path.join(BUILD, "fastsrv", f"{name}.*.so")) for name in modules.split(",")]
-    if all(built) and all(os.path.getmtime(b[0]) > os.path.getmtime(s) for b in built for s in sources):
-        return glob.glob(os.path.join(BUILD, "fastsrv", "_parser.*.so"))[0]
+    # this interpreter's builds only: fuzz/build/ holds one per Python version
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    built = [os.path.join(BUILD, "fastsrv", name + suffix) for name in modules.split(",")]
+    parser = os.path.join(BUILD, "fastsrv", "_parser" + suffix)
+    if all(map(os.path.exists, built)) and all(os.path.getmtime(b) > os.path.getmtime(s)
+                                               for b in built for s in sources):
+        return parser
     print("building the instrumented core (FASTSRV_FUZZ=1) ...", flush=True)
     proc = subprocess.run([sys.executable, "setup.py", "build_ext", "--build-lib", BUILD,
-                           "--build-temp", os.path.join(BUILD, "tmp"), "--force"],
+                           "--build-temp", os.path.join(BUILD, "tmp", sys.implementation.cache_tag), "--force"],
                           cwd=ROOT, env={**os.environ, "FASTSRV_FUZZ": "1", "FASTSRV_FUZZ_MODULES": modules},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         print(proc.stdout[-3000:], file=sys.stderr)
-        raise SystemExit("the instrumented build failed")
-    return glob.glob(os.path.join(BUILD, "fastsrv", "_parser*.so"))[0]
+        raise SystemExit("the instrumented build failed (the toolchain probe passed): see above")
+    return parser
 
 
 def fuzz_env(native: Optional[str]) -> Dict[str, str]:
