@@ -108,6 +108,7 @@ def test_serve_restores_the_previous_signal_handlers():
         pass
 
     previous = signal.signal(signal.SIGTERM, mine)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         async def main():
             server = Server(slow_app(), port=0)
@@ -121,6 +122,7 @@ def test_serve_restores_the_previous_signal_handlers():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 @pytest.mark.parametrize("decision,status", [("graceful", 0), ("immediate", 5)])
