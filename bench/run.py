@@ -37,7 +37,7 @@ from harness.report import report_lines, write_chart, write_json, write_markdown
 from harness.results import Run, Scenario, ScenarioResult, ServerResult, server_result_from_json
 from harness.server import ServerError, ServerProcess, running_server
 from harness.suites import SUITES, Suite
-from harness.targets import BENCH_DIR, HOST, REPO_DIR, TARGETS, LaunchContext, Target, find_tool
+from harness.targets import BENCH_DIR, HELLO, HOST, REPO_DIR, TARGETS, Exchange, LaunchContext, Target, find_tool
 from harness.wrk import WrkError, run_wrk, wrk_command
 
 log = logging.getLogger("bench")
@@ -221,7 +221,8 @@ def launched(
     log.info("  started: %s", result.command)
     started = time.monotonic()
     # Servers run from the repository root, like `python -m fastsrv ...` typed there (an in-place build works).
-    with running_server(argv, workdir / "server.log", REPO_DIR, HOST, port, settings.ready_timeout) as server:
+    with running_server(argv, workdir / "server.log", REPO_DIR, HOST, port, settings.ready_timeout,
+                        target.request) as server:
         tree = procs.process_tree(server.pid)
         log.info("  ready after %.1fs, pid %d (%d process(es) in tree)",
                  time.monotonic() - started, server.pid, len(tree))
@@ -270,7 +271,8 @@ def measure_run(server: ServerProcess, argv: list[str], index: int, settings: Se
 
 
 def measure_scenario(
-    server: ServerProcess, port: int, scenario: Scenario, settings: Settings, label: str
+    server: ServerProcess, port: int, scenario: Scenario, settings: Settings, label: str,
+    request: Exchange = HELLO,
 ) -> ScenarioResult:
     """Warm-up run, then ``settings.runs`` measured wrk runs with server CPU accounting.
 
@@ -282,7 +284,8 @@ def measure_scenario(
     label = f"{label} / {scenario.name}"
 
     def command(duration: float) -> list[str]:
-        return wrk_command(url, settings.connections, duration, scenario.pipeline, timeout, settings.client_cpu)
+        return wrk_command(url, settings.connections, duration, scenario.pipeline, timeout, settings.client_cpu,
+                           request)
 
     result = ScenarioResult(scenario=scenario.name, wrk_command=shlex.join(command(settings.duration)))
     wait_until_quiet(settings, label)
@@ -321,7 +324,8 @@ def bench_throughput(target: Target, settings: Settings, workdir: Path, result: 
     with launched(target, settings, workdir, result) as (server, port):
         for scenario in settings.scenarios:
             try:
-                result.scenarios[scenario.name] = measure_scenario(server, port, scenario, settings, target.name)
+                result.scenarios[scenario.name] = measure_scenario(server, port, scenario, settings, target.name,
+                                                                   target.request)
             except WrkError as exc:
                 log.error("  [%s / %s] failed: %s", target.name, scenario.name, exc)
                 result.scenarios[scenario.name] = ScenarioResult(scenario.name, "", error=str(exc))
@@ -384,7 +388,11 @@ def write_reports(settings: Settings, machine: dict[str, str], results: list[Ser
     settings.out.parent.mkdir(parents=True, exist_ok=True)
     if settings.json_path:
         settings.json_path.parent.mkdir(parents=True, exist_ok=True)
-    charted = write_chart(settings.chart, suite, settings.scenarios, settings.memory_steps, results)
+    try:
+        charted = write_chart(settings.chart, suite, settings.scenarios, settings.memory_steps, results)
+    except ImportError as exc:
+        log.warning("no chart (%s): pip install matplotlib, then --report-from the JSON dump", exc)
+        charted = False
     chart = settings.chart if charted else None
     wrk_commands = {
         f"{sc.name} (measured run)": wrk_command(

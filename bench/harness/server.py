@@ -13,21 +13,23 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from . import procs
+from .targets import HELLO, Exchange
 
 log = logging.getLogger("bench")
 
-EXPECTED_BODY = b"Hello, World!"
+EXPECTED_BODY = HELLO.expected
 
 
 class ServerError(RuntimeError):
     """The server did not start, died, or answered something else than expected."""
 
 
-def probe(host: str, port: int, timeout: float = 2.0) -> tuple[int, bytes]:
-    """One ``GET /`` on a fresh connection: (status, body)."""
+def probe(host: str, port: int, request: Exchange = HELLO, timeout: float = 2.0) -> tuple[int, bytes]:
+    """One ``request`` on a fresh connection: (status, body)."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", "/")
+        headers = {"Content-Type": request.content_type} if request.content_type else {}
+        conn.request(request.method, request.path, body=request.body or None, headers=headers)
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -72,8 +74,9 @@ class ServerProcess:
         tail = text.strip().splitlines()[-lines:]
         return "\n".join("    | " + line for line in tail) or "    | (no output)"
 
-    def wait_ready(self, host: str, port: int, timeout: float) -> None:
-        """Poll ``GET /`` until it returns 200 "Hello, World!"; raise ServerError otherwise."""
+    def wait_ready(self, host: str, port: int, timeout: float, request: Exchange = HELLO) -> None:
+        """Send ``request`` until it is answered 200 with the expected body; raise ServerError
+        on any other answer."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         last_error = "no attempt"
@@ -82,15 +85,15 @@ class ServerProcess:
             if code is not None:
                 raise ServerError(f"exited with status {code} before serving\n{self.log_tail()}")
             try:
-                status, body = probe(host, port)
+                status, body = probe(host, port, request)
             except (OSError, http.client.HTTPException) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
                 time.sleep(0.1)
                 continue
-            if status != 200 or body != EXPECTED_BODY:
+            if status != 200 or body != request.expected:
                 raise ServerError(
-                    f"GET / on port {port} answered {status} {body[:80]!r}, "
-                    f"expected 200 {EXPECTED_BODY!r} -- wrong server or wrong app?"
+                    f"{request.method} {request.path} on port {port} answered {status} {body[:80]!r}, "
+                    f"expected 200 {request.expected!r} -- wrong server or wrong app?"
                 )
             return
         raise ServerError(f"not answering on port {port} after {timeout:.0f}s ({last_error})\n{self.log_tail()}")
@@ -130,13 +133,14 @@ def _kill(pid: int) -> None:
 
 @contextmanager
 def running_server(
-    argv: Sequence[str], log_path: Path, cwd: Path, host: str, port: int, ready_timeout: float
+    argv: Sequence[str], log_path: Path, cwd: Path, host: str, port: int, ready_timeout: float,
+    request: Exchange = HELLO,
 ) -> Iterator[ServerProcess]:
-    """Start a server, wait until it serves the expected body, always stop it afterwards."""
+    """Start a server, wait until it answers ``request`` as expected, always stop it afterwards."""
     server = ServerProcess(argv, log_path, cwd)
     try:
         server.start()
-        server.wait_ready(host, port, ready_timeout)
+        server.wait_ready(host, port, ready_timeout, request)
         yield server
     finally:
         server.stop()

@@ -86,7 +86,38 @@ ASGI = Suite(
     ),
 )
 
-SUITES: dict[str, Suite] = {suite.name: suite for suite in (CORE, ASGI)}
+ISSUE_11 = "issue 11 (Python versions), on 3.13"
+
+FRAMEWORKS = Suite(
+    name="frameworks",
+    servers=("fastsrv", "fastsrv-asgi", "fastsrv-asgi-task", "fastsrv-asgi-task-scheduled", "uvicorn", "granian",
+             "fastsrv-starlette", "uvicorn-starlette", "granian-starlette",
+             "fastsrv-fastapi", "fastsrv-fastapi-scheduled", "uvicorn-fastapi", "granian-fastapi",
+             "fastsrv-fastapi-json", "uvicorn-fastapi-json", "granian-fastapi-json"),
+    title="Frameworks on fastsrv, uvicorn and granian",
+    chart_name="results_frameworks_run.png",
+    memory=False,
+    reference="uvicorn",
+    reference_by_server={
+        **{f"{server}-{app}": f"uvicorn-{app}"
+           for server in ("fastsrv", "uvicorn", "granian") for app in ("starlette", "fastapi", "fastapi-json")},
+        "fastsrv": "fastsrv",
+        "fastsrv-fastapi-scheduled": "uvicorn-fastapi",
+    },
+    reference_label="CPU vs uvicorn, same app",
+    goals=(
+        Goal("fastsrv-fastapi", "uvicorn-fastapi", 0.65, ISSUE_11),
+        Goal("fastsrv-fastapi", "granian-fastapi", 0.75, ISSUE_11),
+    ),
+    summary=(
+        "Raw ASGI, Starlette and FastAPI apps (`bench/peers/asgi_hello.py`, `starlette_hello.py`, "
+        "`fastapi_hello.py`: a hello world and a POST of a small JSON body validated by pydantic) on fastsrv, "
+        "uvicorn (uvloop + httptools) and granian (1 worker, 1 runtime thread), and fastsrv's native demo app. "
+        "`bench/frameworks.py` runs this suite once per Python version and writes the comparison."
+    ),
+)
+
+SUITES: dict[str, Suite] = {suite.name: suite for suite in (CORE, ASGI, FRAMEWORKS)}
 
 for _suite in SUITES.values():
     _unknown = {*_suite.servers, *_suite.reference_by_server.values(), _suite.reference} - TARGETS.keys()

@@ -42,12 +42,36 @@ class LaunchContext:
 
 
 @dataclass(frozen=True)
+class Exchange:
+    """The request a benchmark sends a server, and the answer it must give."""
+
+    method: str = "GET"
+    path: str = "/"
+    body: bytes = b""
+    content_type: str = ""
+    expected: bytes = b"Hello, World!"  # the response body, exactly
+
+    @property
+    def is_hello(self) -> bool:
+        """The plain ``GET /`` every server of the core and asgi suites answers."""
+        return self == HELLO
+
+    def describe(self) -> str:
+        return f"{self.method} {self.path}" + (f" with a {len(self.body)}-byte {self.content_type} body"
+                                               if self.body else "")
+
+
+HELLO = Exchange()
+
+
+@dataclass(frozen=True)
 class Target:
     """A server under test."""
 
     name: str
     argv: tuple[str, ...]
     description: str
+    request: Exchange = HELLO
     python_packages: tuple[str, ...] = ()  # required; versions reported (looked up with the target python)
     tools: tuple[str, ...] = ()  # executables needed, available as {tool} in argv
     version_argv: tuple[str, ...] = ()  # command printing the version of a non-Python server
@@ -78,8 +102,17 @@ def write_nginx_conf(ctx: LaunchContext) -> None:
 
 ASGI_APP = "bench.peers.asgi_hello:app"
 STARLETTE_APP = "bench.peers.starlette_hello:app"
+FASTAPI_APP = "bench.peers.fastapi_hello:app"
 RAW_ASGI_WHAT = "raw ASGI app (bench/peers/asgi_hello.py)"
 STARLETTE_WHAT = "Starlette app (bench/peers/starlette_hello.py)"
+FASTAPI_WHAT = "FastAPI app (bench/peers/fastapi_hello.py)"
+
+# bench/peers/fastapi_hello.py: the tutorial's hello world, and a POST whose
+# JSON body is validated into a pydantic model and sent back
+FASTAPI_HELLO = Exchange(expected=b'{"message":"Hello, World!"}')
+ITEM = b'{"name":"widget","price":9.5,"tags":["a","b"]}'
+FASTAPI_ITEM = Exchange(method="POST", path="/items", body=ITEM, content_type="application/json",
+                        expected=b'{"name":"widget","price":9.5,"tags":["a","b"],"in_stock":true}')
 
 
 def fastsrv_asgi_argv(app: str) -> tuple[str, ...]:
@@ -167,6 +200,23 @@ TARGETS: dict[str, Target] = {
             notes=(FASTSRV_NOTE, "the mode apps built on anyio (Starlette, FastAPI) run in"),
         ),
         Target(
+            name="fastsrv-asgi-task-scheduled",
+            description=f"fastsrv, ASGI interface, every request in its own Task, scheduled on the loop as "
+                        f"before Python 3.12 (`--asgi-eager off --asgi-task-start scheduled`), {RAW_ASGI_WHAT}",
+            argv=fastsrv_asgi_argv(ASGI_APP) + ("--asgi-eager", "off", "--asgi-task-start", "scheduled"),
+            python_packages=("fastsrv", "uvloop"),
+            notes=(FASTSRV_NOTE, "what an eagerly started Task saves, side by side with fastsrv-asgi-task"),
+        ),
+        Target(
+            name="fastsrv-fastapi-scheduled",
+            description=f"fastsrv, ASGI interface, {FASTAPI_WHAT}: {FASTAPI_HELLO.describe()}, each request's "
+                        "Task scheduled on the loop as before Python 3.12 (`--asgi-task-start scheduled`)",
+            argv=fastsrv_asgi_argv(FASTAPI_APP) + ("--asgi-task-start", "scheduled"),
+            python_packages=("fastsrv", "uvloop", "fastapi", "starlette", "pydantic"),
+            request=FASTAPI_HELLO,
+            notes=(FASTSRV_NOTE, "what an eagerly started Task saves, side by side with fastsrv-fastapi"),
+        ),
+        Target(
             name="fastsrv-starlette",
             description=f"fastsrv, ASGI interface, {STARLETTE_WHAT}",
             argv=fastsrv_asgi_argv(STARLETTE_APP),
@@ -186,6 +236,23 @@ TARGETS: dict[str, Target] = {
             argv=granian_argv(STARLETTE_APP),
             python_packages=("granian", "starlette"),
             notes=(GRANIAN_NOTE,),
+        ),
+        *(
+            Target(
+                name=f"{server}-{app}",
+                description=f"{what}, {FASTAPI_WHAT}: {request.describe()}",
+                argv=argv(FASTAPI_APP),
+                python_packages=packages + ("fastapi", "starlette", "pydantic"),
+                request=request,
+                notes=(note,),
+            )
+            for app, request in (("fastapi", FASTAPI_HELLO), ("fastapi-json", FASTAPI_ITEM))
+            for server, what, argv, packages, note in (
+                ("fastsrv", "fastsrv, ASGI interface", fastsrv_asgi_argv, ("fastsrv", "uvloop"), FASTSRV_NOTE),
+                ("uvicorn", "uvicorn (uvloop + httptools)", uvicorn_argv, ("uvicorn", "uvloop", "httptools"),
+                 UVICORN_NOTE),
+                ("granian", "granian (as `granian`)", granian_argv, ("granian",), GRANIAN_NOTE),
+            )
         ),
     )
 }

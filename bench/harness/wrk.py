@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .targets import HELLO, Exchange
+
 PIPELINE_SCRIPT = Path(__file__).resolve().parent.parent / "pipeline.lua"
 
 _UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
@@ -45,13 +47,17 @@ class WrkRun:
 
 
 def wrk_command(
-    url: str, connections: int, duration_s: float, pipeline: int, timeout_s: float, cpu: int | None
+    url: str, connections: int, duration_s: float, pipeline: int, timeout_s: float, cpu: int | None,
+    request: Exchange = HELLO,
 ) -> list[str]:
-    """wrk argv; ``pipeline`` > 1 uses bench/pipeline.lua with that depth."""
+    """wrk argv; ``pipeline`` > 1, or a request other than ``GET /``, uses
+    bench/pipeline.lua with that depth and request."""
     argv = ["taskset", "-c", str(cpu)] if cpu is not None else []
     argv += ["wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--timeout", f"{timeout_s:g}s"]
-    if pipeline > 1:
+    if pipeline > 1 or not request.is_hello:
         argv += ["-s", str(PIPELINE_SCRIPT), url, "--", str(pipeline)]
+        if not request.is_hello:
+            argv += [request.method, request.path, request.body.decode("latin-1"), request.content_type]
     else:
         argv.append(url)
     return argv
