@@ -9,6 +9,7 @@ from fastsrv._response import (
     Response,
     StreamingResponse,
 )
+from fastsrv._websocket import ConnectionClosed, WebSocket, WebSocketDisconnect
 from fastsrv.app import App, RouteError
 from fastsrv.asgi import ClientGoneError
 from fastsrv.config import Config
@@ -21,5 +22,6 @@ __all__ = [
     "App", "AppLoadError", "BodyError", "ClientDisconnected", "ClientGoneError", "Config", "ConfigError",
     "ContentLengthMismatch", "FastsrvError", "HTTPError", "Headers", "InvalidResponseHeader",
     "Limits", "ParseError", "Request", "Response", "RouteError", "Server", "ServerStateError",
-    "ShutdownReport", "StartupError", "State", "StreamingResponse", "run",
+    "ShutdownReport", "StartupError", "State", "StreamingResponse", "WebSocket", "WebSocketDisconnect",
+    "ConnectionClosed", "run",
 ]

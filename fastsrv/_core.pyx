@@ -26,6 +26,7 @@ from fastsrv._parser cimport (
 )
 from fastsrv._request cimport Request, BodyStream, ConnectionBase, ShutdownSignal
 from fastsrv._inplace cimport run_in_place, start_task, as_coroutine
+from fastsrv._websocket cimport WebSocketConnection, WsConfig, Deflate, Closed, WebSocket, new_connection
 from fastsrv._response cimport (
     WriteBuffer, Response, StreamingResponse, shared_buffer, write_head, write_simple,
     write_asgi_head, end_head, content_type_line, body_allowed,
@@ -40,6 +41,8 @@ from struct import pack as _pack
 from urllib.parse import unquote
 
 from fastsrv._request import BodyError, ClientDisconnected
+from fastsrv._websocket import (ConnectionClosed, HandshakeError, WebSocketDisconnect, accept_key,
+                                check_handshake, negotiate_deflate)
 from fastsrv._request import object_counters as _request_counters
 
 logger = logging.getLogger("fastsrv.error")
@@ -111,10 +114,12 @@ cdef class ProtocolConfig:
     cdef public Py_ssize_t body_high_water
     cdef public Py_ssize_t pipeline_high_water
     cdef public object access_log
+    cdef public WsConfig ws            # None: WebSocket upgrades are refused (501)
 
     def __init__(self, Limits limits=None, double header_timeout=10.0, double body_timeout=30.0,
                  double keepalive_timeout=5.0, Py_ssize_t body_high_water=256 * 1024,
-                 Py_ssize_t pipeline_high_water=256 * 1024, access_log=None, double write_timeout=30.0):
+                 Py_ssize_t pipeline_high_water=256 * 1024, access_log=None, double write_timeout=30.0,
+                 WsConfig ws=WsConfig()):
         self.limits = limits if limits is not None else Limits()
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
@@ -123,18 +128,21 @@ cdef class ProtocolConfig:
         self.body_high_water = body_high_water
         self.pipeline_high_water = pipeline_high_water
         self.access_log = access_log
+        self.ws = ws
 
 
 @cython.final
 cdef class Route:
-    """The handlers of one path, by method."""
+    """The handlers of one path, by method, and its WebSocket handler."""
     cdef dict handlers
     cdef frozenset async_methods
     cdef str allow
+    cdef object websocket
 
-    def __init__(self, dict handlers, async_methods=()):
+    def __init__(self, dict handlers, async_methods=(), websocket=None):
         self.handlers = dict(handlers)
         self.async_methods = frozenset(async_methods)
+        self.websocket = websocket
         methods = set(handlers)
         if "GET" in methods:
             methods.add("HEAD")
@@ -179,13 +187,28 @@ cdef class Router:
             if req.method == "HEAD":
                 handler = route.handlers.get("GET")
             if handler is None:
-                status[0] = 405
+                # a path with only a WebSocket handler has no HTTP resource
+                status[0] = 405 if route.handlers else 404
                 self.last_allow = route.allow
                 return None
             is_async[0] = "GET" in route.async_methods
         else:
             is_async[0] = req.method in route.async_methods
         return handler
+
+    cdef object resolve_websocket(self, Request req):
+        """The WebSocket handler of the request's path, or None."""
+        cdef object route_obj = self.static.get(req.path)
+        cdef object match
+        if route_obj is None and self.dynamic is not None:
+            match = self.dynamic(req.path)
+            if match is not None:
+                route_obj, params = match
+                if (<Route?>route_obj).websocket is not None:
+                    req._params = params
+        if route_obj is None:
+            return None
+        return (<Route?>route_obj).websocket
 
 
 @cython.final
@@ -196,9 +219,11 @@ cdef class ConnectionRegistry:
     response is written with nothing more pending; *idle* otherwise.
     """
     cdef set connections
+    cdef set websockets
     cdef readonly Py_ssize_t active
     cdef readonly long long requests_total
     cdef readonly long long closed_total
+    cdef readonly long long websockets_total
     cdef public Py_ssize_t max_connections
     cdef readonly bint draining
     cdef readonly ProtocolConfig config
@@ -206,13 +231,16 @@ cdef class ConnectionRegistry:
     cdef object loop
     cdef object _idle_waiters
     cdef object _closed_waiters
+    cdef object _ws_waiters
     cdef object _sweeper
     cdef set tasks
+    cdef set ws_tasks
     cdef object base_context
     cdef object _done_future
 
     def __init__(self, ProtocolConfig config=None, Py_ssize_t max_connections=0):
         self.connections = set()
+        self.websockets = set()
         self.active = 0
         self.requests_total = 0
         self.closed_total = 0
@@ -223,8 +251,10 @@ cdef class ConnectionRegistry:
         self.loop = None
         self._idle_waiters = []
         self._closed_waiters = []
+        self._ws_waiters = []
         self._sweeper = None
         self.tasks = set()
+        self.ws_tasks = set()
         # every request starts from a copy of this context, wherever the
         # connection happens to be processing it
         self.base_context = PyContext_CopyCurrent()
@@ -238,6 +268,45 @@ cdef class ConnectionRegistry:
     def idle(self):
         """Open connections with no request in progress."""
         return len(self.connections) - self.active
+
+    @property
+    def open_websockets(self):
+        """WebSocket connections currently open (or closing)."""
+        return len(self.websockets)
+
+    def close_websockets(self, int code, double timeout):
+        """Start the close handshake with ``code`` on every open WebSocket;
+        each waits at most ``timeout`` seconds for its client's Close, then
+        closes TCP.  Return how many."""
+        cdef WebSocketConnection ws
+        cdef int n = 0
+        for ws in list(self.websockets):
+            if not ws.closing:
+                ws.close_for_shutdown(code, timeout)
+                n += 1
+        return n
+
+    async def wait_websockets_closed(self):
+        """Return when no WebSocket is open (at once if none is)."""
+        if not self.websockets:
+            return
+        fut = self.loop.create_future()
+        self._ws_waiters.append(fut)
+        await fut
+
+    def _websocket_closed(self, WebSocketConnection ws):
+        self.websockets.discard(ws)
+        if not self.websockets and self._ws_waiters:
+            waiters = self._ws_waiters
+            self._ws_waiters = []
+            _wake_all(waiters)
+        self._maybe_all_closed()
+
+    cdef void _maybe_all_closed(self):
+        if not self.connections and not self.tasks and not self.websockets and self._closed_waiters:
+            waiters = self._closed_waiters
+            self._closed_waiters = []
+            _wake_all(waiters)
 
     def start(self, loop):
         """Attach to ``loop`` and start the once-a-second timeout sweep."""
@@ -295,8 +364,9 @@ cdef class ConnectionRegistry:
         During the drain this is the end of in-flight work: a connection
         closes once its last response has been written out, not merely
         handed to the transport; a handler still running after its client
-        left (or an ASGI app's work after its response) is waited for too."""
-        if not self.connections and not self.tasks:
+        left (or an ASGI app's work after its response) is waited for too,
+        and every WebSocket until it is closed."""
+        if not self.connections and not self.tasks and not self.websockets:
             return
         fut = self.loop.create_future()
         self._closed_waiters.append(fut)
@@ -342,8 +412,22 @@ cdef class ConnectionRegistry:
         for t in list(self.tasks):
             if not t.done() and t not in cut_tasks:
                 t.cancel()
-                n += 1
+                if t not in self.ws_tasks:
+                    n += 1
         return n
+
+    def websocket_handlers(self):
+        """How many WebSocket handlers (and ASGI WebSocket apps) are still running."""
+        return sum([1 for t in self.ws_tasks if not t.done()])
+
+    def cut_websockets(self):
+        """Drop every WebSocket still open, with no close handshake (the
+        exit wait deadline); return how many."""
+        cdef WebSocketConnection ws
+        cdef list left = list(self.websockets)
+        for ws in left:
+            ws.abort()
+        return len(left)
 
     cdef object done_future(self):
         """A finished future of this loop, awaited by whoever needs an
@@ -360,22 +444,25 @@ cdef class ConnectionRegistry:
 
     cdef void untrack(self, object task):
         self.tasks.discard(task)
-        if not self.tasks and not self.connections and self._closed_waiters:
-            waiters = self._closed_waiters
-            self._closed_waiters = []
-            _wake_all(waiters)
+        if self.ws_tasks:
+            self.ws_tasks.discard(task)
+        self._maybe_all_closed()
 
     def close_all(self):
         """Abort every connection and cancel every handler task still
         running (an immediate stop); return how many connections."""
         cdef HttpProtocol p
+        cdef WebSocketConnection ws
         cdef list left = list(self.connections)
+        cdef list sockets = list(self.websockets)
         for p in left:
             p.cut()
+        for ws in sockets:
+            ws.abort()
         for t in list(self.tasks):
             if not t.done():
                 t.cancel()
-        return len(left)
+        return len(left) + len(sockets)
 
     cdef inline void became_active(self, HttpProtocol p):
         p.active = True
@@ -398,10 +485,7 @@ cdef class ConnectionRegistry:
             self.closed_total += 1
             if p.active:
                 self.became_idle(p)
-            if not self.connections and not self.tasks and self._closed_waiters:
-                waiters = self._closed_waiters
-                self._closed_waiters = []
-                _wake_all(waiters)
+            self._maybe_all_closed()
 
 
 cdef class ASGIApp
@@ -648,6 +732,8 @@ cdef class HttpProtocol(ConnectionBase):
         self.body_error_status = 0
         self.keep_alive = req.keep_alive
         self.deadline_kind = DL_NONE
+        if req.upgrade and _wants_websocket(req) and self.start_websocket(req, p, pos, n):
+            return n
         handler = self.router.resolve(req, &is_async, &status)
         if handler is None and self.asgi is not None:
             is_async = True     # an ASGI app reads the body as it comes
@@ -727,10 +813,10 @@ cdef class HttpProtocol(ConnectionBase):
         cdef ASGICycle cycle
         cdef object ctx, coro
         if req.upgrade and _wants_websocket(req):
+            # WebSocket is off (--ws off): refused, never left hanging
             self.keep_alive = False
             self.write_text(self.out(), 501,
-                            "WebSocket is not supported by this server: serve WebSocket "
-                            "endpoints from a server that speaks it\n", False)
+                            "WebSocket is turned off on this server (--ws off)\n", False)
             self.response_done(501, False)
             return 0
         cycle = ASGICycle.new(self, req, self.cur_stream if self.reading_body else None)
@@ -789,6 +875,128 @@ cdef class HttpProtocol(ConnectionBase):
         else:
             cycle.attach(task)
         return 0
+
+    # ---- WebSocket: the handshake, then the hand-over ----
+
+    cdef bint start_websocket(self, Request req, const char* p, Py_ssize_t pos, Py_ssize_t n) except -1:
+        """Take a WebSocket upgrade request: False when nothing serves it
+        (it is then an ordinary request), True when it is answered here or
+        waits for the app (the bytes after its head wait for the 101)."""
+        cdef object handler = None
+        cdef WebSocketUpgrade upgrade
+        cdef list headers
+        if self.config.ws is None:
+            return False
+        if self.asgi is None:
+            handler = self.router.resolve_websocket(req)
+            if handler is None:
+                return False
+        if self.parser.body_kind != BODY_NONE:
+            self.reject(400, "a WebSocket handshake request has no body")
+            return True
+        self.parser.reset()
+        self.buf = bytearray(p[pos:n]) if pos < n else None
+        headers = asgi_headers(req)
+        try:
+            key, subprotocols, offers = check_handshake(req.method, req.version, headers)
+        except HandshakeError as exc:
+            answer_handshake_error(self, exc)
+            return True
+        if self.registry.draining:
+            self.keep_alive = False
+            self.write_text(self.out(), 503, "the server is shutting down\n", False)
+            self.response_done(503, False)
+            return True
+        upgrade = WebSocketUpgrade.new(self, key, offers)
+        if self.asgi is not None:
+            self.run_asgi_websocket(req, upgrade, headers, subprotocols)
+        else:
+            self.run_native_websocket(req, upgrade, handler, subprotocols)
+        return True
+
+    cdef int run_asgi_websocket(self, Request req, WebSocketUpgrade upgrade, list headers,
+                                list subprotocols) except -1:
+        cdef ASGIWebSocket adapter = ASGIWebSocket.new(self, upgrade)
+        cdef object coro
+        try:
+            coro = self.asgi.app(ws_scope(self.asgi, self, req, headers, subprotocols),
+                                 adapter.receive, adapter.send)
+            if type(coro) is not CoroutineType:
+                coro = as_coroutine(coro)
+        except Exception as exc:
+            logger.error("Exception in ASGI app for WebSocket %s", req.path, exc_info=exc)
+            upgrade.deny(500, None, b"Internal Server Error\n")
+            return 0
+        self.start_websocket_task(coro, adapter._done)
+        return 0
+
+    cdef int run_native_websocket(self, Request req, WebSocketUpgrade upgrade, object handler,
+                                  list subprotocols) except -1:
+        cdef WebSocket ws = WebSocket.new(upgrade, req, subprotocols, self.shutdown_signal)
+        cdef NativeWebSocketRun run = NativeWebSocketRun.__new__(NativeWebSocketRun)
+        cdef object coro
+        run.http = self
+        run.upgrade = upgrade
+        run.ws = ws
+        try:
+            coro = handler(ws)
+            if type(coro) is not CoroutineType:
+                coro = as_coroutine(coro)
+        except Exception as exc:
+            logger.error("WebSocket handler for %s raised", req.path, exc_info=exc)
+            upgrade.deny(500, None, b"Internal Server Error\n")
+            return 0
+        self.start_websocket_task(coro, run._done)
+        return 0
+
+    cdef int start_websocket_task(self, object coro, object done) except -1:
+        """The app's side of a WebSocket in its own Task (started eagerly
+        on Python 3.12+): it lives as long as the connection."""
+        cdef object task = start_task(self.loop, coro, PyContext_Copy(self.registry.base_context), True)
+        if task.done():
+            done(task)
+            return 0
+        self.registry.track(task)
+        if self.closing:
+            # accepted and handed over already (in its first step)
+            self.registry.ws_tasks.add(task)
+        else:
+            self.task = task
+        task.add_done_callback(done)
+        return 0
+
+    cdef WebSocketConnection hand_over(self, Deflate deflate):
+        """After the 101: the transport becomes a WebSocket connection's and
+        this HTTP protocol is done."""
+        cdef object transport = self.transport
+        cdef bytearray rest = self.buf
+        cdef object task = self.task
+        cdef WebSocketConnection ws = new_connection(self.loop, transport, self.config.ws, deflate,
+                                                     self.shutdown_signal, self.registry._websocket_closed)
+        cdef Request req = self.cur
+        self.registry.websockets.add(ws)
+        self.registry.websockets_total += 1
+        if task is not None:
+            self.registry.ws_tasks.add(task)
+        self.registry.requests_total += 1
+        if self.config.access_log is not None and req is not None:
+            self.config.access_log.info('%s - "%s %s HTTP/%s" %d', self.client_host(), req.method,
+                                        req.path, req.http_version, 101)
+        self.busy = False
+        self.cur = None
+        self.task = None
+        self.buf = None
+        self.closing = True
+        self.deadline_kind = DL_NONE
+        self.registry.removed(self)
+        self.transport = None
+        transport.set_protocol(ws)
+        if self.paused_reading:
+            self.paused_reading = False
+            transport.resume_reading()
+        if rest:
+            ws.data_received(bytes(rest))
+        return ws
 
     cdef int after_response(self) except -1:
         """An ASGI response completed: outside the read callback (in the
@@ -1298,3 +1506,32 @@ cdef class HttpProtocol(ConnectionBase):
 
 
 include "_asgi.pxi"
+include "_ws_handshake.pxi"
+include "_asgi_ws.pxi"
+
+
+@cython.final
+cdef class NativeWebSocketRun:
+    """A native WebSocket handler's Task, and what is owed when it ends:
+    the handshake answered (403, or 500 if it raised), the connection closed
+    (1000, or 1011 if it raised)."""
+    cdef HttpProtocol http
+    cdef WebSocketUpgrade upgrade
+    cdef WebSocket ws
+
+    def _done(self, task):
+        self.http.registry.untrack(task)
+        exc = None if task.cancelled() else task.exception()
+        try:
+            if not self.upgrade.answered:
+                if not self.http.closing:
+                    if exc is not None:
+                        logger.error("WebSocket handler raised before accepting", exc_info=exc)
+                    self.upgrade.deny(500 if exc is not None else 403, None,
+                                      b"Internal Server Error\n" if exc is not None else b"")
+                return
+            if exc is not None and not isinstance(exc, (ConnectionClosed, WebSocketDisconnect)):
+                logger.error("WebSocket handler for %s raised", self.ws.path, exc_info=exc)
+            self.ws.finish_handler(exc is not None and not isinstance(exc, (ConnectionClosed, WebSocketDisconnect)))
+        except BaseException as error:
+            logger.error("internal error ending a WebSocket", exc_info=error)

@@ -153,6 +153,7 @@ class App:
 
     def __init__(self) -> None:
         self._routes: dict[str, dict[str, Handler]] = {}
+        self._websockets: dict[str, Handler] = {}
         self._middleware: list[Middleware] = []
         self._router: Router | None = None
         self.hooks = Hooks()
@@ -215,6 +216,24 @@ class App:
     def delete(self, path: str, eager: bool = True) -> Callable[[Handler], Handler]:
         return self.route(path, ("DELETE",), eager)
 
+    def websocket(self, path: str) -> Callable[[Handler], Handler]:
+        """Register ``async def handler(ws)`` for WebSocket connections to
+        ``path`` (path parameters as for routes); ``ws`` is a
+        :class:`fastsrv.WebSocket`.  An ordinary request to a path with only
+        a WebSocket handler is answered 404."""
+        def register(fn: Handler) -> Handler:
+            if not path.startswith("/"):
+                raise RouteError(f"route path {path!r} must start with '/'")
+            if not inspect.iscoroutinefunction(fn):
+                raise RouteError(f"the WebSocket handler for {path!r} must be an async function")
+            if self._router is not None:
+                raise RouteError("routes cannot be added once the app is serving")
+            if path in self._websockets:
+                raise RouteError(f"a WebSocket handler for {path} is already registered")
+            self._websockets[path] = fn
+            return fn
+        return register
+
     # ---- middleware ----
 
     def middleware(self, fn: Middleware) -> Middleware:
@@ -241,13 +260,14 @@ class App:
             router = Router()
             matcher = _Matcher()
             dynamic = False
-            for path, by_method in self._routes.items():
+            for path in {**self._routes, **self._websockets}:
+                by_method = self._routes.get(path, {})
                 handlers = {m: self._wrap(h) for m, h in by_method.items()}
                 # a sync handler is called once its body has arrived (it reads
                 # request.content), middleware or not: its wrapped form is a
                 # coroutine function, but the route keeps the handler's kind
                 async_methods = [m for m, h in by_method.items() if _is_async(h)]
-                route = Route(handlers, async_methods)
+                route = Route(handlers, async_methods, self._websockets.get(path))
                 segments = path.split("/")[1:]
                 if any(_PARAM.match(s) for s in segments):
                     matcher.add(segments, route)

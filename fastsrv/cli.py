@@ -11,7 +11,8 @@ import socket
 import sys
 from typing import Any, Optional, Sequence
 
-from fastsrv.config import EAGER_MODES, INTERFACES, LIFESPAN_MODES, SIGNAL_POLICIES, TASK_STARTS, Config
+from fastsrv.config import (EAGER_MODES, INTERFACES, LIFESPAN_MODES, SIGNAL_POLICIES, TASK_STARTS,
+                            WS_MODES, Config)
 from fastsrv.errors import AppLoadError, ConfigError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -57,6 +58,23 @@ def _parser() -> argparse.ArgumentParser:
                      help="on Python 3.12+, how a request's Task starts: its first step at once, so a "
                           "request that never suspends needs no loop round trip (eager), or on the "
                           "loop's next iteration (scheduled); before 3.12 always scheduled")
+    run.add_argument("--ws", default="auto", choices=WS_MODES,
+                     help="WebSocket: served by the core (auto, on), or upgrades answered 501 (off)")
+    run.add_argument("--ws-max-size", type=int, default=16 * 1024 * 1024, metavar="BYTES",
+                     help="largest WebSocket message, once inflated; over it the connection closes "
+                          "with 1009 (default 16777216)")
+    run.add_argument("--ws-ping-interval", type=float, default=20.0, metavar="SECONDS",
+                     help="send a keepalive ping this often (default 20; 0 disables)")
+    run.add_argument("--ws-ping-timeout", type=float, default=20.0, metavar="SECONDS",
+                     help="close with 1011 when a ping is unanswered this long (default 20; 0 disables)")
+    run.add_argument("--ws-per-message-deflate", type=_boolean, default=True, metavar="BOOLEAN",
+                     help="accept permessage-deflate compression when the client offers it (default true)")
+    run.add_argument("--ws-shutdown-code", type=int, default=1012, metavar="CODE",
+                     help="the close code the server sends WebSockets at its graceful shutdown "
+                          "(default 1012, Service Restart)")
+    run.add_argument("--ws-shutdown-grace", type=float, default=1.0, metavar="SECONDS",
+                     help="at the graceful shutdown, how long apps get to close their WebSockets "
+                          "themselves before the server does (default 1)")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--fd", type=int, default=None, metavar="FD",
@@ -132,7 +150,20 @@ def _config(args: argparse.Namespace) -> Config:
         interface=args.interface, lifespan=args.lifespan, root_path=args.root_path,
         asgi_eager=args.asgi_eager,
         asgi_task_start=args.asgi_task_start,
+        ws=args.ws, ws_max_size=args.ws_max_size, ws_ping_interval=args.ws_ping_interval,
+        ws_ping_timeout=args.ws_ping_timeout, ws_per_message_deflate=args.ws_per_message_deflate,
+        ws_shutdown_code=args.ws_shutdown_code, ws_shutdown_grace=args.ws_shutdown_grace,
     )
+
+
+def _boolean(text: str) -> bool:
+    """``true``/``false`` (and 1/0, yes/no, on/off), as uvicorn's boolean options."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _inherited_socket(fd: Optional[int]) -> Optional[socket.socket]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional
 
 from fastsrv._parser import Limits
+from fastsrv._websocket import WsConfig
 from fastsrv.errors import ConfigError
 
 SIGNAL_POLICIES = ("graceful", "legacy")
@@ -14,6 +15,12 @@ INTERFACES = ("auto", "native", "asgi")
 LIFESPAN_MODES = ("auto", "on", "off")
 EAGER_MODES = ("auto", "on", "off")
 TASK_STARTS = ("eager", "scheduled")
+WS_MODES = ("auto", "on", "off")
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether an endpoint may send ``code`` in a Close frame (RFC 6455 7.4)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 SignalWaiter = Callable[[], Awaitable[str]]
 
@@ -66,6 +73,16 @@ class Config:
     asgi_eager: str = "auto"        # auto | on | off: run requests in place until they suspend
     asgi_task_start: str = "eager"  # eager | scheduled: how a request's Task starts (Python 3.12+)
 
+    # WebSocket (RFC 6455; permessage-deflate, RFC 7692)
+    ws: str = "auto"                 # auto | on | off (off: upgrades are answered 501)
+    ws_max_size: int = 16 * 1024 * 1024
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    ws_per_message_deflate: bool = True
+    ws_shutdown_code: int = 1012     # Service Restart: clients reconnect, elsewhere
+    ws_shutdown_grace: float = 1.0   # at the drain, time apps get to close by themselves
+    ws_close_timeout: float = 5.0    # how long a Close waits for the client's
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, got {self.port}")
@@ -86,18 +103,35 @@ class Config:
             if path is not None and not path.startswith("/"):
                 raise ConfigError(f"{name} must start with '/', got {path!r}")
         for name, allowed in (("interface", INTERFACES), ("lifespan", LIFESPAN_MODES),
-                              ("asgi_eager", EAGER_MODES), ("asgi_task_start", TASK_STARTS)):
+                              ("asgi_eager", EAGER_MODES), ("asgi_task_start", TASK_STARTS),
+                              ("ws", WS_MODES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ConfigError(f"root_path must start with '/' and not end with one (e.g. /api), "
                               f"got {self.root_path!r}")
+        if self.ws_max_size < 1:
+            raise ConfigError(f"ws_max_size must be at least 1 byte, got {self.ws_max_size}")
+        for name in ("ws_ping_interval", "ws_ping_timeout", "ws_shutdown_grace", "ws_close_timeout"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ConfigError(f"{name} must be >= 0 seconds, got {value}")
+        if not valid_close_code(self.ws_shutdown_code):
+            raise ConfigError(f"ws_shutdown_code must be a close code a server may send (1000-1003, "
+                              f"1007-1014, 3000-4999), got {self.ws_shutdown_code}")
         if self.max_connections < 0:
             raise ConfigError("max_connections must be >= 0 (0 means no cap)")
         try:
             self.limits()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    def ws_config(self) -> Optional[WsConfig]:
+        """The WebSocket settings of this configuration; None with ``ws="off"``."""
+        if self.ws == "off":
+            return None
+        return WsConfig(self.ws_max_size, self.ws_ping_interval, self.ws_ping_timeout,
+                        self.ws_close_timeout, self.ws_per_message_deflate)
 
     def limits(self) -> Limits:
         """The parser limits of this configuration."""

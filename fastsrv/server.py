@@ -61,6 +61,11 @@ class ShutdownReport:
     idle_closed: int = 0
     in_flight: int = 0
     cancelled: int = 0
+    websockets: int = 0              # open when the drain began
+    websockets_closed_by_app: int = 0
+    websockets_closed_by_server: int = 0
+    websockets_cut: int = 0          # still open at the exit wait deadline
+    websocket_handlers_cut: int = 0  # still running at the deadline (cancelled)
     hooks: HookReport = field(default_factory=HookReport)
     elapsed_ms: float = 0.0
     forced: bool = False
@@ -69,7 +74,7 @@ class ShutdownReport:
     def exit_status(self) -> int:
         if self.forced:
             return EXIT_FORCED
-        if self.cancelled:
+        if self.cancelled or self.websockets_cut or self.websocket_handlers_cut:
             return EXIT_DEADLINE
         if not self.hooks.ok:
             return EXIT_HOOK_FAILED
@@ -242,7 +247,7 @@ class Server:
         pconfig = ProtocolConfig(cfg.limits(), cfg.header_timeout, cfg.body_timeout,
                                  cfg.keepalive_timeout,
                                  access_log=logging.getLogger("fastsrv.access") if cfg.access_log else None,
-                                 write_timeout=cfg.write_timeout)
+                                 write_timeout=cfg.write_timeout, ws=cfg.ws_config())
         self.registry = registry = ConnectionRegistry(pconfig, cfg.max_connections)
         registry.start(loop)
         router = self.app.router() if self.asgi is None else Router()
@@ -318,20 +323,32 @@ class Server:
         step = time.monotonic()
         registry.begin_drain()
         report.in_flight = registry.active
+        report.websockets = registry.open_websockets
         report.idle_closed = registry.close_idle()
         background = registry.detached_tasks()
-        log.info("closed %d idle connection(s) in %.1f ms; %d request(s) in flight%s",
+        log.info("closed %d idle connection(s) in %.1f ms; %d request(s) in flight%s%s",
                  report.idle_closed, _ms(step), report.in_flight,
+                 f", {report.websockets} WebSocket(s) open" if report.websockets else "",
                  f", {background} handler task(s) still running after their response or client"
                  if background else "")
 
         # every connection closes once its last response is written out (not
-        # merely handed to the transport): that is the end of in-flight work
+        # merely handed to the transport): that is the end of in-flight work;
+        # WebSockets, which never end by themselves, are closed meanwhile
         step = time.monotonic()
+        closing = asyncio.ensure_future(self._close_websockets()) if report.websockets else None
         finished = await self._unless_forced(registry.wait_closed(), self._exit_wait_time)
+        if closing is not None:
+            closing.cancel()
         if self._force.done():
             return await self.stop_now()
         if not finished:
+            report.websockets_cut = registry.cut_websockets()
+            report.websocket_handlers_cut = registry.websocket_handlers()
+            if report.websockets_cut or report.websocket_handlers_cut:
+                log.warning("exit wait time of %.1f s reached: cut %d WebSocket(s) still open, "
+                            "cancelling %d WebSocket handler(s) still running", self._exit_wait_time,
+                            report.websockets_cut, report.websocket_handlers_cut)
             handlers = registry.active_tasks()
             unsent = registry.open - registry.active    # answered, output not yet written out
             report.cancelled = registry.cancel_active() + unsent
@@ -350,6 +367,32 @@ class Server:
         self._release()
         report.elapsed_ms = _ms(t0)
         log.info("stopped in %.1f ms, exit status %d", report.elapsed_ms, report.exit_status)
+
+    async def _close_websockets(self) -> None:
+        """The drain of WebSockets: apps, which see the shutdown signal, get
+        ``ws_shutdown_grace`` to close theirs; then the server starts the
+        close handshake on the others with ``ws_shutdown_code``."""
+        registry = self.registry
+        assert registry is not None
+        cfg, report = self.config, self.report
+        started = time.monotonic()
+        grace = min(cfg.ws_shutdown_grace, self._exit_wait_time / 2)
+        if grace > 0:
+            try:
+                await asyncio.wait_for(registry.wait_websockets_closed(), grace)
+            except asyncio.TimeoutError:
+                pass
+        step = time.monotonic()
+        report.websockets_closed_by_app = report.websockets - registry.open_websockets
+        # the client's Close is waited for within what is left of the exit
+        # wait (with a margin), so that a silent client is closed, not cut
+        left = self._exit_wait_time - (time.monotonic() - started) - 0.25
+        report.websockets_closed_by_server = registry.close_websockets(cfg.ws_shutdown_code, max(left, 0.0))
+        log.info("WebSockets: %d closed by their app within the %.1f s grace; sent close %d to %d",
+                 report.websockets_closed_by_app, grace, cfg.ws_shutdown_code,
+                 report.websockets_closed_by_server)
+        await registry.wait_websockets_closed()
+        log.info("WebSockets closed in %.1f ms", _ms(step))
 
     async def _run_hooks(self) -> bool:
         """Run the shutdown hooks; False if a forced stop cut them short."""

@@ -45,7 +45,7 @@ import seeds  # noqa: E402
 
 TARGETS = {"parser": "fuzz_parser.py", "differential": "fuzz_differential.py", "core": "fuzz_core.py",
            "core-asgi": "fuzz_core_asgi.py"}
-CORE = "_parser,_response,_request,_inplace,_core"
+CORE = "_parser,_response,_request,_inplace,_websocket,_core"
 # the compiled modules each target loads instrumented
 NATIVE = {"parser": "_parser", "differential": "_parser", "core": CORE, "core-asgi": CORE}
 # inputs a target also starts from, besides the seeds and its own corpus

@@ -529,7 +529,30 @@ def test_contextvars_set_in_one_request_are_not_seen_by_the_next(serve, client_f
     assert other.read_response().body == b"None"
 
 
-def test_websocket_upgrade_is_refused_with_501_and_never_hangs(serve, client_factory):
+WS_UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def test_with_websocket_off_an_upgrade_is_refused_with_501_and_never_hangs(serve, client_factory):
+    seen = Seen()
+
+    async def app(scope, receive, send):
+        seen.add(scope["type"])
+        await respond(send)
+
+    c = client_factory(start(serve, app, ws="off").port, timeout=3)
+    t0 = time.monotonic()
+    c.send(WS_UPGRADE)
+    r = c.read_response()
+    assert r.status == 501
+    assert b"websocket" in r.body.lower()
+    assert c.is_closed(2)
+    assert time.monotonic() - t0 < 3
+    assert seen.items == [], "the app was called for a WebSocket request"
+
+
+def test_an_app_that_answers_a_websocket_scope_with_http_gets_a_500_and_never_hangs(serve, client_factory):
+    """An HTTP-only app sent a websocket scope (uvicorn does the same)."""
     seen = Seen()
 
     async def app(scope, receive, send):
@@ -538,14 +561,11 @@ def test_websocket_upgrade_is_refused_with_501_and_never_hangs(serve, client_fac
 
     c = client_factory(start(serve, app).port, timeout=3)
     t0 = time.monotonic()
-    c.send(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    c.send(WS_UPGRADE)
     r = c.read_response()
-    assert r.status == 501
-    assert b"websocket" in r.body.lower()
-    assert c.is_closed(2)
+    assert r.status == 500 and c.is_closed(2)
     assert time.monotonic() - t0 < 3
-    assert seen.items == [], "the app was called for a WebSocket request"
+    assert seen.items == ["websocket"]
 
 
 def body_reader(seen: Seen, on_disconnect: str) -> Any:
