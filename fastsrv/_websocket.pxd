@@ -85,6 +85,10 @@ cdef class WebSocketConnection:
     cdef readonly str close_reason
     cdef object close_timer
     cdef bint delivered_close
+    cdef bint parsing                # inside data_received
+    cdef bint halted                 # a failure found while parsing: nothing more is read
+    cdef int fail_code
+    cdef str fail_reason
     # keepalive
     cdef object ping_timer
     cdef bytes ping_payload
@@ -107,6 +111,7 @@ cdef class WebSocketConnection:
     cdef int send_close(self, int code, str reason) except -1
     cdef int start_close(self, int code, str reason, double timeout) except -1
     cdef int fail(self, int code, str reason) except -1
+    cdef int fail_now(self, int code, str reason) except -1
     cdef int finish(self) except -1
 
 

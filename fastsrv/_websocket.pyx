@@ -377,13 +377,16 @@ cdef class WebSocketConnection:
         self.transport = transport
 
     def data_received(self, bytes data):
-        if self.state == WS_CLOSED:
+        if self.state == WS_CLOSED or self.halted:
             return
+        self.parsing = True
         try:
             self.feed(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
         except Exception as exc:
             logger.error("internal error on a WebSocket connection; closing it", exc_info=exc)
             self.abort()
+        finally:
+            self.parsing = False
 
     def eof_received(self):
         # the client sends nothing more: without its Close, this is the end
@@ -420,7 +423,7 @@ cdef class WebSocketConnection:
         """Frames in place: the payload is unmasked where it is going as it
         arrives; only an incomplete frame header is kept for the next read."""
         cdef Py_ssize_t pos = 0, used
-        while pos < n and self.state != WS_CLOSED:
+        while pos < n and self.state != WS_CLOSED and not self.halted:
             if not self.in_frame:
                 used = self.read_header(p + pos, n - pos)
                 if used == 0:
@@ -434,6 +437,8 @@ cdef class WebSocketConnection:
                     continue
             used = <Py_ssize_t>self.frame_left if self.frame_left < <uint64_t>(n - pos) else n - pos
             self.payload(p + pos, used)
+            if self.halted:
+                return 0
             pos += used
             self.frame_left -= used
             if self.frame_left == 0:
@@ -784,7 +789,27 @@ cdef class WebSocketConnection:
 
     cdef int fail(self, int code, str reason) except -1:
         """Fail the connection (RFC 6455 7.1.7): send Close with ``code``,
-        tell the app, and close the TCP connection."""
+        tell the app, and close the TCP connection.
+
+        Found while parsing a read, the failure waits one loop iteration,
+        with nothing more read: the messages that read completed before the
+        bad bytes reach the app first, and what it answers goes out before
+        the Close."""
+        if self.state == WS_CLOSED or self.halted:
+            return 0
+        if self.parsing:
+            self.halted = True
+            self.fail_code = code
+            self.fail_reason = reason
+            self.loop.call_soon(self._fail_now)
+            return 0
+        return self.fail_now(code, reason)
+
+    def _fail_now(self):
+        self.halted = False
+        self.fail_now(self.fail_code, self.fail_reason)
+
+    cdef int fail_now(self, int code, str reason) except -1:
         if self.state == WS_CLOSED:
             return 0
         if not self.close_sent:
