@@ -46,3 +46,20 @@ def test_rolling_restart_behind_haproxy_loses_no_request(tools: None, scenario: 
             assert restart.up >= restart.switched, timeline
         else:
             assert restart.new_port is None and restart.switched is None, timeline
+
+
+def test_websocket_clients_lose_nothing_and_get_1012_in_a_rolling_restart(tools: None) -> None:
+    """bench/ws_rolling_restart.py, short: WebSocket clients through HAProxy
+    see every connection end with a Close 1012, reconnect to the other
+    instance at once, and lose no message."""
+    from bench.harness.rolling import Settings as RollingSettings
+    from bench.ws_rolling_restart import run_one
+
+    settings = RollingSettings(restarts=2, shutdown_delay=1.5, inter_ms=250, fall=2, rise=2, warmup=1.0,
+                               settle=0.6, tail=0.5)
+    result = run_one("fastsrv-ws", "same-port", settings, clients=20)
+    assert not result.get("error"), result
+    assert result["sent"] > 500 and result["lost"] == 0 and result["resent"] == 0, result
+    assert set(result["closes"]) == {"1012"} and result["connect_failures"] == {}, result
+    assert result["exit_statuses"] == [0, 0], result
+    assert result["reconnect_ms_max"] < 500, result

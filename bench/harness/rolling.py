@@ -17,6 +17,9 @@ from typing import Any, Optional
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 SERVERS = ("fastsrv", "fastsrv-nodelay", "uvicorn")
+# the WebSocket rolling restart (bench/ws_rolling_restart.py): the app of bench/peers/ws_rolling.py
+WS_SERVERS = ("fastsrv-ws", "uvicorn-ws", "granian-ws")
+WS_APP = "bench.peers.ws_rolling:app"
 
 # Where a replacement listens.  same-port: on the address of the instance it
 # replaces, which HAProxy's server slot keeps.  new-address: on a new port,
@@ -110,17 +113,28 @@ class RunResult:
 
 def backend_command(server: str, port: int, settings: Settings) -> list[str]:
     """argv of one backend instance of ``server`` on ``port``."""
+    if server == "fastsrv-ws":
+        return [sys.executable, "-m", "fastsrv", "run", WS_APP, "--host", "127.0.0.1", "--port", str(port),
+                "--lifespan", "off", "--readiness-path", "/readyz", "--shutdown-delay", f"{settings.shutdown_delay:g}",
+                "--exit-wait-time", f"{settings.exit_wait_time:g}", "--log-level", "info"]
     if server.startswith("fastsrv"):
         delay = 0.0 if server == "fastsrv-nodelay" else settings.shutdown_delay
         return [sys.executable, "-m", "fastsrv", "run", "fastsrv.demo:app", "--host", "127.0.0.1",
                 "--port", str(port), "--readiness-path", "/readyz", "--shutdown-delay", f"{delay:g}",
                 "--exit-wait-time", f"{settings.exit_wait_time:g}", "--log-level", "info"]
+    if server == "uvicorn-ws":
+        return [sys.executable, "-m", "uvicorn", WS_APP, "--host", "127.0.0.1", "--port", str(port), "--loop",
+                "uvloop", "--http", "httptools", "--ws", "websockets", "--lifespan", "off", "--log-level", "info",
+                "--no-access-log", "--timeout-graceful-shutdown", f"{settings.exit_wait_time:g}"]
+    if server == "granian-ws":
+        return [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+                "--loop", "uvloop", "--workers", "1", "--log-level", "info", WS_APP]
     if server == "uvicorn":
         return [sys.executable, "-m", "uvicorn", "bench.peers.asgi_rolling:app", "--host", "127.0.0.1",
                 "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--log-level", "info",
                 "--no-access-log",
                 "--timeout-graceful-shutdown", f"{settings.exit_wait_time:g}"]
-    raise ValueError(f"unknown server {server!r}; known: {', '.join(SERVERS)}")
+    raise ValueError(f"unknown server {server!r}; known: {', '.join(SERVERS + WS_SERVERS)}")
 
 
 def display_command(server: str, settings: Settings) -> str:

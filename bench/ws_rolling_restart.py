@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""A rolling restart behind HAProxy with WebSocket clients connected: how
+many messages does it cost, and how long are clients without a server?
+
+The same rolling restart as bench/rolling_restart.py (two instances behind
+HAProxy with its default settings and health checks on /readyz, restarted
+one at a time with SIGTERM, each replacement on the same port or at a new
+address), with WebSocket clients instead of wrk (bench/ws_rolling_load.py):
+each sends a numbered message every 50 ms and expects its ``ack:N``; when
+its connection ends it reconnects at once (through HAProxy, so to the other
+instance) and re-sends what was not acknowledged.
+
+Counted per server: messages sent, acknowledged, re-sent after a
+connection ended under them, lost (never acknowledged), how the connections
+ended (Close 1012 and other codes, or 1006: dropped without a Close frame),
+failed connection attempts, the reconnection time (median and max, from the
+end of a connection to the next 101) and each old instance's exit status.
+
+Servers (``--servers``): ``fastsrv-ws`` (``--shutdown-delay``, 1012 at the
+drain), ``uvicorn-ws`` (``--ws websockets``) and ``granian-ws``, each serving
+bench/peers/ws_rolling.py.
+
+    python bench/ws_rolling_restart.py                     # all three, both scenarios
+    python bench/ws_rolling_restart.py --servers fastsrv-ws --scenarios same-port --restarts 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.harness.debian import ToolMissing, ensure_tools  # noqa: E402
+from bench.harness.haproxy import HAProxy, StatusMonitor, haproxy_config  # noqa: E402
+from bench.harness.report import _SECTION  # noqa: E402
+from bench.harness.rolling import SCENARIOS, WS_SERVERS, Backend, Settings  # noqa: E402
+from bench.rolling_restart import RollingRestart, describe_restart  # noqa: E402
+
+log = logging.getLogger("bench.ws_rolling_restart")
+SECTION = "ws-rolling-restart"
+
+
+class WebSocketRollingRestart(RollingRestart):
+    """The rolling restart with WebSocket clients as the load."""
+
+    def __init__(self, *args: Any, clients: int, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.clients = clients
+        self.load: Optional[subprocess.Popen[str]] = None
+        self.stats: dict = {}
+
+    def start(self) -> None:
+        s = self.settings
+        for name in ("a", "b"):
+            self.backends[name] = Backend(self.server, name, self._new_port(), s, self.workdir, 0)
+        for backend in self.backends.values():
+            backend.wait_ready()
+        frontend = self._new_port()
+        socket_path = self.workdir / "admin.sock"
+        config = haproxy_config(socket_path, frontend, {n: b.port for n, b in self.backends.items()},
+                                inter_ms=s.inter_ms, fall=s.fall, rise=s.rise)
+        self.haproxy = HAProxy(config, self.workdir, socket_path)
+        self.haproxy.wait_started()
+        self.monitor = StatusMonitor(self.haproxy, list(self.backends))
+        self.monitor.start()
+        for name in self.backends:
+            self.monitor.wait_status(name, "UP", time.monotonic(), 10)
+        self.t0 = time.monotonic()
+        self.load = subprocess.Popen([sys.executable, str(ROOT / "bench" / "ws_rolling_load.py"),
+                                      f"ws://127.0.0.1:{frontend}/", "--clients", str(self.clients)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.load.stdout is not None
+        self.load.stdout.readline()
+        self.progress(f"{self.tag} {self.clients} WebSocket clients through HAProxy on :{frontend}")
+
+    def finish(self) -> None:
+        assert self.load is not None
+        self.load.send_signal(signal.SIGINT)
+        out, _ = self.load.communicate(timeout=60)
+        self.stats = json.loads(out.strip().splitlines()[-1])
+
+    def close(self) -> None:
+        if self.load is not None and self.load.poll() is None:
+            self.load.kill()
+            self.load.communicate()
+        super().close()
+
+
+def run_one(server: str, scenario: str, settings: Settings, clients: int) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="ws-rolling-"))
+    run = WebSocketRollingRestart(server, scenario, settings, workdir, log.info, clients=clients)
+    try:
+        run.start()
+        time.sleep(settings.warmup)
+        for index in range(settings.restarts):
+            restart = run.restart(index)
+            log.info("%s restart %d/%d (%s): %s", run.tag, index + 1, settings.restarts, restart.instance,
+                     describe_restart(restart))
+            time.sleep(settings.settle)
+        time.sleep(settings.tail)
+        run.finish()
+        result = {"server": server, "scenario": scenario, **run.stats,
+                  "exit_statuses": run.result.exit_statuses}
+        log.info("%s %s", run.tag, result)
+        return result
+    except Exception as exc:
+        log.error("%s failed: %s", run.tag, exc)
+        return {"server": server, "scenario": scenario, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        run.close()
+
+
+def report(results: list[dict], settings: Settings, clients: int) -> list[str]:
+    lines = ["## Rolling restart with WebSocket clients", "",
+             f"Generated by `python bench/ws_rolling_restart.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+             f": two instances behind HAProxy (default settings, checks on /readyz every {settings.inter_ms} ms, "
+             f"fall {settings.fall}), {settings.restarts} restarts one instance at a time, {clients} WebSocket "
+             "clients each sending a numbered message every 50 ms and re-sending what was not acknowledged after "
+             f"reconnecting. fastsrv runs with `--shutdown-delay {settings.shutdown_delay:g}`.", "",
+             "| server | scenario | sent | acked | re-sent | lost | closes seen | failed connects | reconnect ms "
+             "(median / max) | exit statuses |", "|---|---|---:|---:|---:|---:|---|---:|---:|---|"]
+    for r in results:
+        if r.get("error"):
+            lines.append(f"| {r['server']} | {r['scenario']} | failed: {r['error']} ||||||||")
+            continue
+        closes = ", ".join(f"{n} × {code}" for code, n in sorted(r["closes"].items()))
+        failed = sum(r["connect_failures"].values())
+        lines.append(f"| {r['server']} | {r['scenario']} | {r['sent']:,} | {r['acked']:,} | {r['resent']:,} | "
+                     f"{r['lost']:,} | {closes} | {failed} | {r['reconnect_ms_median'] or 0:.0f} / "
+                     f"{r['reconnect_ms_max'] or 0:.0f} | {r['exit_statuses']} |")
+    lines.append("")
+    return lines
+
+
+def write_section(path: Path, lines: list[str]) -> None:
+    section = (f"<!-- suite {SECTION}: begin -->\n<!-- written by `python bench/ws_rolling_restart.py`; rerun it "
+               "rather than edit -->\n" + "\n".join(lines).rstrip("\n") + f"\n\n<!-- suite {SECTION}: end -->\n")
+    existing = path.read_text() if path.exists() else "# fastsrv benchmark results\n"
+    for match in _SECTION.finditer(existing):
+        if match["name"] == SECTION:
+            path.write_text(existing[:match.start()] + section + existing[match.end():])
+            return
+    path.write_text(existing.rstrip("\n") + "\n\n" + section)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--servers", default=",".join(WS_SERVERS))
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--restarts", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--shutdown-delay", type=float, default=1.5)
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "bench")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        ensure_tools(["haproxy"])
+    except ToolMissing as exc:
+        log.error("%s", exc)
+        return 2
+    settings = Settings(restarts=args.restarts, shutdown_delay=args.shutdown_delay)
+    results = [run_one(server, scenario, settings, args.clients)
+               for scenario in args.scenarios.split(",") for server in args.servers.split(",")]
+    if not args.no_report:
+        (args.out_dir / "ws_rolling_restart.json").write_text(json.dumps(results, indent=1) + "\n")
+        write_section(args.out_dir / "RESULTS.md", report(results, settings, args.clients))
+        log.info("wrote the %s section of %s", SECTION, args.out_dir / "RESULTS.md")
+    ok = all(not r.get("error") and r["lost"] == 0 and r["exit_statuses"] == [0] * args.restarts
+             and set(r["closes"]) <= {1012} for r in results if r["server"] == "fastsrv-ws")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
