@@ -72,7 +72,9 @@ cdef class ASGIWebSocket:
             if self.disconnect is None:
                 self.disconnect = {"type": WS_DISCONNECT, "code": 1006, "reason": ""}
             return self.disconnect
-        item = await self.conn.receive()
+        item = self.conn.take()
+        if item is None:
+            item = await self.conn.wait()
         if type(item) is str:
             return {"type": WS_RECEIVE, "text": item}
         if type(item) is bytes:

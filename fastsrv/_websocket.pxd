@@ -78,6 +78,7 @@ cdef class WebSocketConnection:
     cdef bint paused_reading
     cdef bint paused_writing
     cdef object drain_waiter
+    cdef object sent                 # the finished future a send returns while the client reads
     # closing
     cdef readonly bint close_sent
     cdef readonly bint close_received
@@ -106,6 +107,8 @@ cdef class WebSocketConnection:
     cdef int deliver(self, object item, Py_ssize_t size) except -1
     cdef int deliver_close(self, int code, str reason) except -1
     cdef int update_reading(self) except -1
+    cdef object take(self)
+    cdef object wait(self)
     cdef object send_data(self, object data)
     cdef int write_frame(self, int opcode, bytes payload, bint rsv1) except -1
     cdef int send_close(self, int code, str reason) except -1

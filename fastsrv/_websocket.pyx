@@ -665,23 +665,35 @@ cdef class WebSocketConnection:
             self.transport.resume_reading()
         return 0
 
-    def receive(self):
-        """An awaitable of the next message: ``str`` (text), ``bytes``
-        (binary), or a :class:`Closed` once the connection is closing (and
-        at every call after that)."""
+    cdef object take(self):
+        """The next message if one is waiting (the close stays for later
+        calls), else None."""
         cdef object item
-        if self.inbox:
-            item = self.inbox[0]
-            if type(item) is not Closed:
-                self.inbox.popleft()
-                self.inbox_bytes -= len(item)
-                if self.paused_reading:
-                    self.update_reading()
-            return _ready(self.loop, item)
+        if not self.inbox:
+            return None
+        item = self.inbox[0]
+        if type(item) is not Closed:
+            self.inbox.popleft()
+            self.inbox_bytes -= len(item)
+            if self.paused_reading:
+                self.update_reading()
+        return item
+
+    cdef object wait(self):
+        """A future of the next message (none is waiting)."""
         if self.waiter is not None and not self.waiter.done():
             raise RuntimeError("another task is already waiting for this WebSocket's next message")
         self.waiter = self.loop.create_future()
         return self.waiter
+
+    def receive(self):
+        """An awaitable of the next message: ``str`` (text), ``bytes``
+        (binary), or a :class:`Closed` once the connection is closing (and
+        at every call after that)."""
+        cdef object item = self.take()
+        if item is not None:
+            return _ready(self.loop, item)
+        return self.wait()
 
     # ---- sending ----
 
@@ -716,7 +728,9 @@ cdef class WebSocketConnection:
             if self.drain_waiter is None or self.drain_waiter.done():
                 self.drain_waiter = self.loop.create_future()
             return self.drain_waiter
-        return _ready(self.loop, None)
+        if self.sent is None:
+            self.sent = _ready(self.loop, None)
+        return self.sent
 
     cdef int write_frame(self, int opcode, bytes payload, bint rsv1) except -1:
         """One unmasked, unfragmented frame (a server's frames are never masked)."""
@@ -992,7 +1006,10 @@ cdef class WebSocket:
 
     async def receive(self):
         """The next message: ``str`` (text) or ``bytes`` (binary)."""
-        item = await self._open().receive()
+        cdef WebSocketConnection conn = self._open()
+        item = conn.take()
+        if item is None:
+            item = await conn.wait()
         if type(item) is Closed:
             raise WebSocketDisconnect((<Closed>item).code, (<Closed>item).reason)
         return item
@@ -1019,7 +1036,10 @@ cdef class WebSocket:
         return self
 
     async def __anext__(self):
-        item = await self._open().receive()
+        cdef WebSocketConnection conn = self._open()
+        item = conn.take()
+        if item is None:
+            item = await conn.wait()
         if type(item) is Closed:
             raise StopAsyncIteration
         return item
