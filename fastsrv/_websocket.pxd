@@ -102,6 +102,7 @@ cdef class WebSocketConnection:
     cdef Py_ssize_t refuse(self, int code, str reason) except -2
     cdef int payload(self, const uint8_t* p, Py_ssize_t n) except -1
     cdef int frame_done(self) except -1
+    cdef int inflate_buffered(self, bint last) except -2
     cdef int complete(self, const uint8_t* p, Py_ssize_t n, bytes whole) except -1
     cdef int control_done(self) except -1
     cdef int deliver(self, object item, Py_ssize_t size) except -1

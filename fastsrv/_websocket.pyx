@@ -41,6 +41,11 @@ cdef object _json_dumps = json.dumps
 cdef object _decompressobj = zlib.decompressobj
 cdef object _compressobj = zlib.compressobj
 cdef int Z_SYNC_FLUSH = zlib.Z_SYNC_FLUSH
+# compressed bytes buffered before they are inflated
+DEF INFLATE_CHUNK = 65536
+# what a waiting message counts for beyond its bytes, so that many empty
+# messages also stop reading
+DEF MESSAGE_OVERHEAD = 64
 
 # close codes an endpoint may send (RFC 6455 7.4, and the IANA registry)
 cdef inline bint valid_close_code(int code) noexcept:
@@ -530,7 +535,14 @@ cdef class WebSocketConnection:
         out = <uint8_t*>PyByteArray_AS_STRING(target) + start
         unmask(out, p, n, self.mask, self.mask_pos)
         self.mask_pos = (self.mask_pos + n) & 3
-        if self.frame_op < 8 and self.msg_op == OP_TEXT and not self.msg_deflated:
+        if self.frame_op >= 8:
+            return 0
+        if self.msg_deflated:
+            # compressed bytes are inflated as they pile up: what is buffered
+            # is bounded by the inflated size, whatever the frame's length
+            if PyByteArray_GET_SIZE(target) >= INFLATE_CHUNK:
+                self.inflate_buffered(False)
+        elif self.msg_op == OP_TEXT:
             # fail fast: invalid UTF-8 ends the connection as soon as it is seen
             self.utf8 = utf8_step(self.utf8, out, n)
             if self.utf8 == UTF8_BAD:
@@ -550,29 +562,35 @@ cdef class WebSocketConnection:
                 self.msg_op = 0
             return 0
         if self.msg_deflated:
-            # inflate what arrived of the message, bounded by what is left
-            out = self.deflate.inflate(bytes(self.msg), self.config.max_size - self.msg_size, self.frame_fin)
-            PyByteArray_Resize(self.msg, 0)
-            if out is None:
-                return self.fail(1009, f"a message over {self.config.max_size} bytes once inflated")
-            self.msg_size += PyBytes_GET_SIZE(out)
-            if self.msg_op == OP_TEXT:
-                self.utf8 = utf8_step(self.utf8, <const uint8_t*>PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out))
-                if self.utf8 == UTF8_BAD:
-                    return self.fail(1007, "invalid UTF-8 in a text message")
-            if not self.frame_fin:
-                if self.parts is None:
-                    self.parts = []
-                self.parts.append(out)
+            if self.inflate_buffered(self.frame_fin) < 0 or not self.frame_fin:
                 return 0
-            if self.parts:
-                self.parts.append(out)
-                out = b"".join(self.parts)
-                self.parts = None
+            out = b"".join(self.parts) if len(self.parts) != 1 else self.parts[0]
+            self.parts = None
             return self.complete(<const uint8_t*>PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out), out)
         if self.frame_fin:
             return self.complete(<const uint8_t*>PyByteArray_AS_STRING(self.msg), PyByteArray_GET_SIZE(self.msg),
                                  None)
+        return 0
+
+    cdef int inflate_buffered(self, bint last) except -2:
+        """Inflate the compressed bytes buffered so far (and, at the end of
+        the message, the tail the sender stripped), bounded by what is left
+        of the size limit; -1 when the connection failed."""
+        cdef bytes out = self.deflate.inflate(bytes(self.msg), self.config.max_size - self.msg_size, last)
+        PyByteArray_Resize(self.msg, 0)
+        if out is None:
+            self.fail(1009, f"a message over {self.config.max_size} bytes once inflated")
+            return -1
+        self.msg_size += PyBytes_GET_SIZE(out)
+        if self.msg_op == OP_TEXT:
+            self.utf8 = utf8_step(self.utf8, <const uint8_t*>PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out))
+            if self.utf8 == UTF8_BAD:
+                self.fail(1007, "invalid UTF-8 in a text message")
+                return -1
+        if self.parts is None:
+            self.parts = []
+        if PyBytes_GET_SIZE(out) or last:
+            self.parts.append(out)
         return 0
 
     cdef int complete(self, const uint8_t* p, Py_ssize_t n, bytes whole) except -1:
@@ -591,7 +609,7 @@ cdef class WebSocketConnection:
         if PyByteArray_GET_SIZE(self.msg) > 65536:
             self.msg = bytearray()          # give a large buffer back
         self.messages_in += 1
-        return self.deliver(item, n)
+        return self.deliver(item, len(item))
 
     cdef int control_done(self) except -1:
         cdef bytes payload = bytes(self.ctrl)
@@ -642,7 +660,7 @@ cdef class WebSocketConnection:
                 w.set_result(item)
                 return 0
         self.inbox.append(item)
-        self.inbox_bytes += size
+        self.inbox_bytes += size + MESSAGE_OVERHEAD
         if self.inbox_bytes > self.config.read_high_water and not self.paused_reading \
                 and self.state != WS_CLOSED:
             # the app is not keeping up: stop reading until it does
@@ -674,7 +692,7 @@ cdef class WebSocketConnection:
         item = self.inbox[0]
         if type(item) is not Closed:
             self.inbox.popleft()
-            self.inbox_bytes -= len(item)
+            self.inbox_bytes -= len(item) + MESSAGE_OVERHEAD
             if self.paused_reading:
                 self.update_reading()
         return item
@@ -843,6 +861,11 @@ cdef class WebSocketConnection:
     def _ping(self):
         self.ping_timer = None
         if self.state != WS_OPEN:
+            return
+        if self.ping_payload is not None and self.paused_reading:
+            # the pong may be waiting unread behind messages the app has not
+            # taken: the client is not the one who is slow
+            self.ping_timer = self.loop.call_later(self.config.ping_timeout or self.config.ping_interval, self._ping)
             return
         if self.ping_payload is not None:
             logger.info("WebSocket keepalive ping unanswered for %.1f s: closing the connection",

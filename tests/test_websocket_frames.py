@@ -241,3 +241,30 @@ def _rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def test_a_huge_compressed_frame_is_inflated_as_it_arrives_not_buffered(server):
+    """The size limit holds for a compressed frame whose own length is over
+    it: what is buffered is bounded by the inflated size."""
+    port = server(ws_max_size=1 << 20).port
+    c = WSClient(port, "/echo", extra=DEFLATE)
+    incompressible = deflate(os.urandom(4 << 20))      # 4 MiB that deflate cannot shrink
+    c.send(frame(BINARY, incompressible, rsv1=True))
+    assert c.expect_close().close_code == 1009
+
+
+def test_many_empty_messages_the_app_does_not_read_stop_reading(serve):
+    """Messages waiting for the app count for more than their bytes, so a
+    flood of empty ones pauses reading too."""
+    port = serve(apps.native, ws_max_size=1 << 20).port
+    c = WSClient(port, "/forever")
+    c.sock.settimeout(0.5)
+    batch = frame(BINARY, b"", key=b"abcd") * 10_000          # 60 kB of empty messages
+    blocked = False
+    try:
+        for _ in range(500):                                   # up to 30 MB, 5 million messages
+            c.sock.sendall(batch)
+    except socket.timeout:
+        blocked = True
+    assert blocked, "the server kept reading what the app never takes"
+    c.shutdown()
