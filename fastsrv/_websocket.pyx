@@ -298,7 +298,8 @@ cdef class Deflate:
 
     cdef object inflate(self, bytes data, int64_t limit, bint last):
         """``data`` inflated (with the tail the sender stripped when
-        ``last``); None when the result would exceed ``limit`` bytes."""
+        ``last``); None when the result would exceed ``limit`` bytes;
+        raises ``zlib.error`` when ``data`` is not deflate data."""
         cdef bytes out
         if self.inflater is None:
             self.inflater = _decompressobj(-15)
@@ -362,6 +363,13 @@ cdef WebSocketConnection new_connection(object loop, object transport, WsConfig 
     if config.ping_interval > 0:
         c.ping_timer = loop.call_later(config.ping_interval, c._ping)
     return c
+
+
+def open_connection(loop, transport, WsConfig config, Deflate deflate=None):
+    """A connection on ``transport`` whose handshake is done (and with
+    ``deflate`` agreed), for tests and tools that speak frames; the caller
+    feeds it with ``data_received``."""
+    return new_connection(loop, transport, config, deflate, None, None)
 
 
 @cython.final
@@ -576,7 +584,12 @@ cdef class WebSocketConnection:
         """Inflate the compressed bytes buffered so far (and, at the end of
         the message, the tail the sender stripped), bounded by what is left
         of the size limit; -1 when the connection failed."""
-        cdef bytes out = self.deflate.inflate(bytes(self.msg), self.config.max_size - self.msg_size, last)
+        cdef bytes out
+        try:
+            out = self.deflate.inflate(bytes(self.msg), self.config.max_size - self.msg_size, last)
+        except zlib.error:
+            self.fail(1007, "a compressed message that is not deflate data")
+            return -1
         PyByteArray_Resize(self.msg, 0)
         if out is None:
             self.fail(1009, f"a message over {self.config.max_size} bytes once inflated")

@@ -23,7 +23,7 @@ PARSER_ENV = "FASTSRV_FUZZ_PARSER"
 
 
 # the compiled modules, each after those it cimports
-CORE_MODULES = ("_parser", "_response", "_request", "_core")
+CORE_MODULES = ("_parser", "_response", "_request", "_inplace", "_websocket", "_core")
 
 
 def load_parser(modules: tuple = ("_parser",)) -> bool:

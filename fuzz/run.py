@@ -44,10 +44,10 @@ import common  # noqa: E402
 import seeds  # noqa: E402
 
 TARGETS = {"parser": "fuzz_parser.py", "differential": "fuzz_differential.py", "core": "fuzz_core.py",
-           "core-asgi": "fuzz_core_asgi.py"}
+           "core-asgi": "fuzz_core_asgi.py", "websocket": "fuzz_websocket.py"}
 CORE = "_parser,_response,_request,_inplace,_websocket,_core"
 # the compiled modules each target loads instrumented
-NATIVE = {"parser": "_parser", "differential": "_parser", "core": CORE, "core-asgi": CORE}
+NATIVE = {"parser": "_parser", "differential": "_parser", "core": CORE, "core-asgi": CORE, "websocket": CORE}
 # inputs a target also starts from, besides the seeds and its own corpus
 # (read only: libFuzzer adds what it finds to the target's own)
 SHARED_CORPUS = {"core-asgi": ["core"]}
@@ -138,11 +138,11 @@ def fuzz_env(native: Optional[str]) -> Dict[str, str]:
 
 def run(target: str, seconds: int, native: Optional[str], verbose: bool, extra: List[str]) -> int:
     corpus = os.path.join(HERE, "corpus", target)
-    seed_dir = os.path.join(HERE, "corpus", "seeds")
+    seed_dir = os.path.join(HERE, "corpus", "seeds-websocket" if target == "websocket" else "seeds")
     artifacts = os.path.join(HERE, "artifacts") + os.sep
     os.makedirs(corpus, exist_ok=True)
     os.makedirs(artifacts, exist_ok=True)
-    count = seeds.write(seed_dir)
+    count = seeds.write(seed_dir, target)
     print(f"target {target}: {'native coverage of the parser (clang, ASan)' if native else 'Python-level coverage only'}; "
           f"{count} seeds; {seconds} s", flush=True)
     shared = [path for name in SHARED_CORPUS.get(target, [])

@@ -268,3 +268,10 @@ def test_many_empty_messages_the_app_does_not_read_stop_reading(serve):
         blocked = True
     assert blocked, "the server kept reading what the app never takes"
     c.shutdown()
+
+
+def test_compressed_bytes_that_are_not_deflate_data_fail_with_1007(port):
+    c = WSClient(port, "/echo", extra=DEFLATE)
+    c.send(frame(TEXT, b"\x4b\xcc\xcc\x29\x27\x48\x2e\x2a\x4f\x4f\x52\x4c\x1f\x6c\x4f\x04\x01", rsv1=True))
+    assert c.expect_close().close_code == 1007
+    assert c.closed_by_server()
