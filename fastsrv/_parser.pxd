@@ -29,6 +29,23 @@ ctypedef struct HeaderSpan:
     uint32_t value_start
     uint32_t value_len
 
+# What the field lines of one head say about its framing and connection,
+# accumulated field by field (RequestParser._field).
+ctypedef struct HeadFields:
+    int version                  # 10 or 11, from the request line
+    int host_count
+    bint has_cl
+    int64_t content_length
+    Py_ssize_t cl_digits
+    bint has_te
+    bint te_chunked_final
+    bint te_chunked_seen
+    bint te_other
+    bint conn_close
+    bint conn_keep_alive
+    bint conn_upgrade
+    bint has_upgrade
+    bint expect_continue
 
 cdef class Limits:
     cdef readonly Py_ssize_t max_request_line
@@ -54,13 +71,6 @@ cdef class RequestParser:
     cdef Py_ssize_t target_len
     cdef int version
     cdef Py_ssize_t nheaders
-    cdef int host_count
-    cdef bint has_te
-    cdef bint has_cl
-    cdef Py_ssize_t cl_digits
-    cdef bint conn_close
-    cdef bint conn_keep_alive
-    cdef bint conn_upgrade
     cdef public bint expect_continue
     cdef public bint upgrade
     cdef public bint keep_alive
@@ -84,11 +94,10 @@ cdef class RequestParser:
     cdef Py_ssize_t skip_empty_lines(self, const char* p, Py_ssize_t n)
     cdef int scan_head(self, const char* p, Py_ssize_t n) except -2
     cdef int parse_head(self, const char* p, HeaderSpan* spans) except -2
+    cdef int _field(self, const char* p, HeaderSpan* s, HeadFields* f) except -2
     cdef int parse_body(self, const char* p, Py_ssize_t n, Py_ssize_t* consumed,
                         Py_ssize_t* data_start, Py_ssize_t* data_len) except -2
     cdef int check_trailers(self) except -2
-    cdef int _field(self, const char* p, HeaderSpan* s, bint* te_chunked_final,
-                    bint* te_chunked_seen, bint* te_other, bint* has_upgrade) except -2
     cdef bint _trailer_line_done(self) except -1
 
 

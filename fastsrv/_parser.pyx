@@ -10,7 +10,7 @@ offset.  Everything RFC 9112 says a server MUST reject is rejected, with the
 status code the connection core answers with.
 """
 
-from libc.string cimport memchr, memcmp
+from libc.string cimport memchr, memcmp, memset
 from libc.stdint cimport uint32_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 
@@ -167,12 +167,6 @@ cdef class RequestParser:
         self.skipped = 0
         self.head_len = 0
         self.nheaders = 0
-        self.host_count = 0
-        self.has_te = False
-        self.has_cl = False
-        self.conn_close = False
-        self.conn_keep_alive = False
-        self.conn_upgrade = False
         self.expect_continue = False
         self.upgrade = False
         self.keep_alive = False
@@ -243,8 +237,8 @@ cdef class RequestParser:
         cdef Py_ssize_t i = 0, start, last, nh = 0
         cdef unsigned char c
         cdef int rc
-        cdef bint te_chunked_final = False, te_chunked_seen = False, te_other = False
-        cdef bint has_upgrade_field = False
+        cdef HeadFields f
+        memset(&f, 0, sizeof(HeadFields))
 
         # request-line = method SP request-target SP HTTP-version CRLF
         while TOKEN[<unsigned char>p[i]]:
@@ -272,6 +266,7 @@ cdef class RequestParser:
             self.version = 10
         else:
             return self.fail(505, "HTTP version not supported")
+        f.version = self.version
         i += 10
 
         if self.method_len == 7 and memcmp(p, b"CONNECT", 7) == 0:
@@ -321,8 +316,7 @@ cdef class RequestParser:
                     last = i
             spans[nh].value_start = <uint32_t>start
             spans[nh].value_len = <uint32_t>(last - start)
-            rc = self._field(p, &spans[nh], &te_chunked_final, &te_chunked_seen, &te_other,
-                             &has_upgrade_field)
+            rc = self._field(p, &spans[nh], &f)
             if rc == PARSE_ERROR:
                 return rc
             nh += 1
@@ -331,35 +325,37 @@ cdef class RequestParser:
             return self.fail(400, "bare CR in request head")
         self.nheaders = nh
 
-        if self.version == 11 and self.host_count != 1:
-            return self.fail(400, "missing Host header" if self.host_count == 0 else "multiple Host headers")
-        if self.host_count > 1:
+        if f.version == 11 and f.host_count != 1:
+            return self.fail(400, "missing Host header" if f.host_count == 0 else "multiple Host headers")
+        if f.host_count > 1:
             return self.fail(400, "multiple Host headers")
-        if self.has_te:
-            if self.version == 10:
+        if f.has_te:
+            if f.version == 10:
                 return self.fail(400, "Transfer-Encoding in an HTTP/1.0 request")
-            if self.has_cl:
+            if f.has_cl:
                 return self.fail(400, "both Content-Length and Transfer-Encoding")
-            if not te_chunked_final:
+            if not f.te_chunked_final:
                 return self.fail(400, "chunked is not the final transfer coding")
-            if te_other:
+            if f.te_other:
                 return self.fail(501, "unsupported transfer coding")
             self.body_kind = BODY_CHUNKED
-        elif self.has_cl and self.content_length > 0:
-            if self.content_length > self.limits.max_body_bytes:
+        elif f.has_cl and f.content_length > 0:
+            if f.content_length > self.limits.max_body_bytes:
                 return self.fail(413, "request body too large")
             self.body_kind = BODY_LENGTH
-            self.remaining = self.content_length
+            self.remaining = f.content_length
+        self.content_length = f.content_length
         if self.version == 11:
-            self.keep_alive = not self.conn_close
+            self.keep_alive = not f.conn_close
         else:
-            self.keep_alive = self.conn_keep_alive and not self.conn_close
+            self.keep_alive = f.conn_keep_alive and not f.conn_close
+        self.expect_continue = f.expect_continue
         # Upgrade in an HTTP/1.0 request MUST be ignored (RFC 9110 7.8)
-        self.upgrade = self.version == 11 and self.conn_upgrade and has_upgrade_field
+        self.upgrade = self.version == 11 and f.conn_upgrade and f.has_upgrade
         return PARSE_DONE
 
-    cdef inline int _field(self, const char* p, HeaderSpan* s, bint* te_chunked_final,
-                           bint* te_chunked_seen, bint* te_other, bint* has_upgrade) except -2:
+    cdef inline int _field(self, const char* p, HeaderSpan* s, HeadFields* f) except -2:
+        """Apply one field line's meaning to ``f``."""
         cdef const char* name = p + s.name_start
         cdef Py_ssize_t nlen = s.name_len
         cdef const char* v = p + s.value_start
@@ -367,10 +363,10 @@ cdef class RequestParser:
         cdef Py_ssize_t i, k, tstart = 0, tend = 0
         cdef int64_t value
         if nlen == 4 and _ieq(name, b"host", 4):
-            self.host_count += 1
             for i in range(vlen):
                 if not HOST_OK[<unsigned char>v[i]]:
                     return self.fail(400, "invalid Host header")
+            f.host_count += 1
         elif nlen == 14 and _ieq(name, b"content-length", 14):
             # a list of identical values is one value (RFC 9110 8.6)
             i = 0
@@ -388,11 +384,11 @@ cdef class RequestParser:
                 if k == 0:
                     return self.fail(400, "invalid Content-Length")
                 # only identical values are one value: "01" and "1" conflict
-                if self.has_cl and (value != self.content_length or k != self.cl_digits):
+                if f.has_cl and (value != f.content_length or k != f.cl_digits):
                     return self.fail(400, "conflicting Content-Length values")
-                self.has_cl = True
-                self.content_length = value
-                self.cl_digits = k
+                f.has_cl = True
+                f.content_length = value
+                f.cl_digits = k
                 while i < vlen and (v[i] == 32 or v[i] == 9):
                     i += 1
                 if i == vlen:
@@ -401,30 +397,30 @@ cdef class RequestParser:
                     return self.fail(400, "invalid Content-Length")
                 i += 1
         elif nlen == 17 and _ieq(name, b"transfer-encoding", 17):
-            self.has_te = True
+            f.has_te = True
             i = 0
             while _next_element(v, vlen, &i, &tstart, &tend):
                 if tend - tstart == 7 and _ieq(v + tstart, b"chunked", 7):
-                    if te_chunked_seen[0]:
+                    if f.te_chunked_seen:
                         return self.fail(400, "chunked applied more than once")
-                    te_chunked_seen[0] = True
-                    te_chunked_final[0] = True
+                    f.te_chunked_seen = True
+                    f.te_chunked_final = True
                 else:
                     for k in range(tstart, tend):
                         if not TOKEN[<unsigned char>v[k]] and v[k] != 59 and v[k] != 61 \
                                 and v[k] != 32 and v[k] != 9 and v[k] != 34:
                             return self.fail(400, "invalid Transfer-Encoding")
-                    te_other[0] = True
-                    te_chunked_final[0] = False
+                    f.te_other = True
+                    f.te_chunked_final = False
         elif nlen == 10 and _ieq(name, b"connection", 10):
             i = 0
             while _next_element(v, vlen, &i, &tstart, &tend):
                 if tend - tstart == 5 and _ieq(v + tstart, b"close", 5):
-                    self.conn_close = True
+                    f.conn_close = True
                 elif tend - tstart == 10 and _ieq(v + tstart, b"keep-alive", 10):
-                    self.conn_keep_alive = True
+                    f.conn_keep_alive = True
                 elif tend - tstart == 7 and _ieq(v + tstart, b"upgrade", 7):
-                    self.conn_upgrade = True
+                    f.conn_upgrade = True
         elif nlen == 6 and _ieq(name, b"expect", 6):
             # Expect = #expectation; empty list elements are ignored (RFC 9110 5.6.1.2)
             i = 0
@@ -432,10 +428,12 @@ cdef class RequestParser:
                 if not (tend - tstart == 12 and _ieq(v + tstart, b"100-continue", 12)):
                     return self.fail(417, "unsupported expectation")
                 # an HTTP/1.0 client cannot be sent a 1xx (RFC 9110 10.1.1)
-                self.expect_continue = self.version == 11
+                f.expect_continue = f.version == 11
         elif nlen == 7 and _ieq(name, b"upgrade", 7):
-            has_upgrade[0] = True
+            f.has_upgrade = True
         return PARSE_DONE
+
+    # ---- the body ----
 
     cdef int parse_body(self, const char* p, Py_ssize_t n, Py_ssize_t* consumed,
                         Py_ssize_t* data_start, Py_ssize_t* data_len) except -2:
