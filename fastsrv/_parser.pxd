@@ -33,7 +33,11 @@ ctypedef struct HeaderSpan:
 # accumulated field by field (RequestParser._field).
 ctypedef struct HeadFields:
     int version                  # 10 or 11, from the request line
+    bint absolute_form
+    Py_ssize_t authority_start   # absolute-form: the target's authority
+    Py_ssize_t authority_len
     int host_count
+    HeaderSpan* host             # the Host field's span
     bint has_cl
     int64_t content_length
     Py_ssize_t cl_digits
@@ -94,6 +98,7 @@ cdef class RequestParser:
     cdef Py_ssize_t skip_empty_lines(self, const char* p, Py_ssize_t n)
     cdef int scan_head(self, const char* p, Py_ssize_t n) except -2
     cdef int parse_head(self, const char* p, HeaderSpan* spans) except -2
+    cdef int _absolute_form(self, const char* p, HeadFields* f) except -2
     cdef int _field(self, const char* p, HeaderSpan* s, HeadFields* f) except -2
     cdef int parse_body(self, const char* p, Py_ssize_t n, Py_ssize_t* consumed,
                         Py_ssize_t* data_start, Py_ssize_t* data_len) except -2

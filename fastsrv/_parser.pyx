@@ -45,6 +45,7 @@ cdef void _init_tables():
         VALUE_OK[c] = 1       # obs-text
     for c in range(0x21, 0x7F):
         TARGET_OK[c] = 1
+    TARGET_OK[35] = 0         # "#": a fragment is never part of a request-target
     # uri-host [ ":" port ] (RFC 3986 3.2.2): unreserved, pct-encoded,
     # sub-delims, and the ":" "[" "]" of ports and IP literals
     for c in b"-._~%!$&'()*+,;=:[]0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
@@ -94,6 +95,12 @@ cdef inline bint _next_element(const char* v, Py_ssize_t vlen, Py_ssize_t* i,
         e -= 1
     end[0] = e
     return True
+
+
+cdef inline int _bad_target(RequestParser parser, unsigned char c) except -2:
+    if c == 35:
+        return parser.fail(400, "fragment in request-target")
+    return parser.fail(400, "invalid request-target")
 
 
 cdef class Limits:
@@ -252,7 +259,7 @@ cdef class RequestParser:
             i += 1
         self.target_len = i - self.target_start
         if self.target_len == 0 or p[i] != 32:
-            return self.fail(400, "invalid request-target")
+            return _bad_target(self, <unsigned char>p[i])
         i += 1
         if i + 10 > self.head_len or memcmp(p + i, b"HTTP/", 5) != 0 or p[i + 8] != 13:
             return self.fail(400, "invalid HTTP version")
@@ -276,9 +283,8 @@ cdef class RequestParser:
             if c == 42 and self.target_len == 1:
                 if not (self.method_len == 7 and memcmp(p, b"OPTIONS", 7) == 0):
                     return self.fail(400, "asterisk-form is only allowed for OPTIONS")
-            elif not ((self.target_len > 7 and _ieq(p + self.target_start, b"http://", 7)) or
-                      (self.target_len > 8 and _ieq(p + self.target_start, b"https://", 8))):
-                return self.fail(400, "invalid request-target")
+            elif self._absolute_form(p, &f) == PARSE_ERROR:
+                return PARSE_ERROR
 
         # field-line = field-name ":" OWS field-value OWS CRLF
         while p[i] != 13:
@@ -345,6 +351,11 @@ cdef class RequestParser:
             self.body_kind = BODY_LENGTH
             self.remaining = f.content_length
         self.content_length = f.content_length
+        if f.absolute_form and f.host != NULL:
+            # the target's authority is the host (RFC 9112 3.2.2), whatever
+            # the Host field says: the application sees it there
+            f.host.value_start = <uint32_t>f.authority_start
+            f.host.value_len = <uint32_t>f.authority_len
         if self.version == 11:
             self.keep_alive = not f.conn_close
         else:
@@ -352,6 +363,28 @@ cdef class RequestParser:
         self.expect_continue = f.expect_continue
         # Upgrade in an HTTP/1.0 request MUST be ignored (RFC 9110 7.8)
         self.upgrade = self.version == 11 and f.conn_upgrade and f.has_upgrade
+        return PARSE_DONE
+
+    cdef int _absolute_form(self, const char* p, HeadFields* f) except -2:
+        """absolute-form = "http" / "https" "://" authority path-abempty [ "?" query ]:
+        the authority must name a host (RFC 9110 4.2.1, 4.2.4: no userinfo)."""
+        cdef Py_ssize_t t = self.target_start, end = self.target_start + self.target_len, a, k
+        if self.target_len >= 7 and _ieq(p + t, b"http://", 7):
+            a = t + 7
+        elif self.target_len >= 8 and _ieq(p + t, b"https://", 8):
+            a = t + 8
+        else:
+            return self.fail(400, "invalid request-target")
+        k = a
+        while k < end and HOST_OK[<unsigned char>p[k]]:
+            k += 1
+        if k == a:
+            return self.fail(400, "empty host in request-target")
+        if k < end and p[k] != 47 and p[k] != 63:
+            return self.fail(400, "invalid host in request-target")
+        f.absolute_form = True
+        f.authority_start = a
+        f.authority_len = k - a
         return PARSE_DONE
 
     cdef inline int _field(self, const char* p, HeaderSpan* s, HeadFields* f) except -2:
@@ -367,6 +400,11 @@ cdef class RequestParser:
                 if not HOST_OK[<unsigned char>v[i]]:
                     return self.fail(400, "invalid Host header")
             f.host_count += 1
+            # an origin-form target's URI is http://<Host>/...: an http URI
+            # with an empty host is invalid (RFC 9110 4.2.1, RFC 9112 3.3)
+            if vlen == 0 and not f.absolute_form:
+                return self.fail(400, "empty Host header")
+            f.host = s
         elif nlen == 14 and _ieq(name, b"content-length", 14):
             # a list of identical values is one value (RFC 9110 8.6)
             i = 0
@@ -604,9 +642,10 @@ cdef class RequestParser:
 
         Each request is a dict with ``method``, ``target``, ``version``
         (``"1.0"``/``"1.1"``), ``headers`` (list of ``(name, value)`` bytes,
-        as sent), ``body``, ``trailers``, ``keep_alive``,
-        ``expect_continue`` and ``upgrade``. Raises :class:`ParseError`,
-        whose ``requests`` are those completed by this call before the error.
+        as the application sees them), ``body``, ``trailers``,
+        ``keep_alive``, ``expect_continue`` and ``upgrade``. Raises
+        :class:`ParseError`, whose ``requests`` are those completed by this
+        call before the error.
         """
         cdef bytearray buf = self._pending
         cdef Py_ssize_t pos = 0, consumed = 0, ds = 0, dl = 0, n

@@ -109,6 +109,18 @@ def test_scope_headers_are_lowercased_bytes_pairs_in_order_with_repeats(serve, c
     ]
 
 
+def test_scope_host_is_the_authority_of_an_absolute_form_target(serve, client_factory):
+    """RFC 9112 3.2.2: the server MUST ignore Host and use the target's
+    authority; the app sees that as the host header."""
+    seen = Seen()
+    c = client_factory(start(serve, scope_recorder(seen)).port)
+    c.send(b"GET http://a.example:8080/p?q=1 HTTP/1.1\r\nHost: other.example\r\n\r\n")
+    assert c.read_response().status == 200
+    scope = seen.wait()[0]
+    assert scope["headers"] == [(b"host", b"a.example:8080")]
+    assert (scope["path"], scope["query_string"]) == ("/p", b"q=1")
+
+
 def test_scope_client_and_server_are_the_socket_addresses(serve, client_factory):
     seen = Seen()
     srv = start(serve, scope_recorder(seen))

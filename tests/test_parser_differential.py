@@ -16,6 +16,10 @@ pycohttpparser (picohttpparser; it parses a request head, nothing else).
   where an oracle goes on must be one of ``DIVERGENCES`` (where RFC 9112 or
   RFC 9110 makes or lets a server refuse).  Each entry of both tables is
   shown by a named test.
+
+fastsrv hands the application an absolute-form target's authority as its
+Host (RFC 9112 3.2.2); the oracles' requests are compared that way
+(``_as_served``).
 """
 
 from __future__ import annotations
@@ -54,9 +58,21 @@ def _trim(fields):
     return [(bytes(name), bytes(value).rstrip(b" \t")) for name, value in fields]
 
 
+_AUTHORITY = re.compile(rb"(?i)https?://([^/?]*)")
+
+
+def _as_served(target: bytes, fields: list) -> list:
+    """Header fields as fastsrv hands them to the application: with the
+    authority of an absolute-form target as the Host."""
+    authority = _AUTHORITY.match(target)
+    if not authority:
+        return fields
+    return [(name, authority.group(1) if name.lower() == b"host" else value) for name, value in fields]
+
+
 def _view(request: dict) -> dict:
     view = {key: request[key] for key in FIELDS}
-    view["headers"] = _trim(request["headers"])
+    view["headers"] = _as_served(request["target"], _trim(request["headers"]))
     view["trailers"] = [(name.lower(), value) for name, value in _trim(request["trailers"])]
     return view
 
@@ -169,7 +185,7 @@ def pico_parse_head(data: bytes) -> Optional[dict]:
     if head is None:
         return None
     return dict(method=bytes(head.method), target=bytes(head.path), version=f"1.{head.minor_version}",
-                headers=_trim(head.headers), consumed=head.consumed)
+                headers=_as_served(bytes(head.path), _trim(head.headers)), consumed=head.consumed)
 
 
 def agreed_prefix(mine: List[dict], theirs: List[dict], view: Callable[[dict], dict]) -> int:
@@ -227,6 +243,11 @@ DIVERGENCES: Dict[str, Divergence] = {d.reason: d for d in [
     Divergence("invalid Content-Length",
                "RFC 9112 6.3 (Content-Length = 1*DIGIT, RFC 9110 8.6): invalid -> MUST respond 400",
                _with_head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 1x", body=b"x"), 400, ("pico",)),
+    Divergence("empty Host header",
+               "RFC 9112 3.3: an origin-form target's URI takes the Host as its authority; when that "
+               "is empty for http(s), the server can reject the request (RFC 9110 4.2.1: an http URI "
+               "with an empty host is invalid)",
+               _with_head(b"GET / HTTP/1.1", b"Host:"), 400, ("h11", "httptools", "pico")),
     Divergence("missing Host header",
                "RFC 9112 3.2: a server MUST respond 400 to an HTTP/1.1 request without Host",
                _with_head(b"GET / HTTP/1.1"), 400, ("httptools", "pico")),
@@ -325,6 +346,18 @@ DIVERGENCES: Dict[str, Divergence] = {d.reason: d for d in [
                "RFC 9110 15.6.6 / 2.5: only HTTP/1.0 and 1.1 are implemented; 1.2+ SHOULD (not must) "
                "be read as 1.1, and llhttp refuses it too",
                _with_head(b"GET / HTTP/1.2", b"Host: a"), 505, ("h11", "pico")),
+    Divergence("fragment in request-target",
+               "RFC 9112 3.2: no request-target form has a fragment (origin-form = absolute-path "
+               "[ \"?\" query ]); RFC 9112 3: an invalid request-line SHOULD be answered 400",
+               _with_head(b"GET /a#b HTTP/1.1", b"Host: a"), 400, ("h11", "httptools", "pico")),
+    Divergence("empty host in request-target",
+               "RFC 9110 4.2.1: a recipient that processes an http URI with an empty host MUST reject "
+               "it as invalid",
+               _with_head(b"GET http:///a HTTP/1.1", b"Host: a"), 400, ("h11", "httptools", "pico")),
+    Divergence("invalid host in request-target",
+               "RFC 9110 4.2.4: userinfo in an http(s) URI SHOULD be treated as an error; RFC 3986 "
+               "3.2.2: a host is reg-name, IPv4 or an IP literal",
+               _with_head(b"GET http://u@a/ HTTP/1.1", b"Host: a"), 400, ("h11", "httptools", "pico")),
     Divergence("asterisk-form is only allowed for OPTIONS",
                "RFC 9112 3.2.4: the asterisk-form is only used for a server-wide OPTIONS request",
                _with_head(b"GET * HTTP/1.1", b"Host: a"), 400, ("h11", "httptools", "pico")),

@@ -254,10 +254,34 @@ def test_http10_may_omit_host_but_not_repeat_it():
     assert rejection(get(b"Host: a", b"Host: b", version=b"1.0")) == 400
 
 
-@pytest.mark.parametrize("value", [b"", b"example.com", b"example.com:8080", b"[::1]:80", b"10.0.0.1",
+@pytest.mark.parametrize("value", [b"example.com", b"example.com:8080", b"[::1]:80", b"10.0.0.1",
                                    b"xn--bcher-kva.example", b"a%20b", b"a!$&'()*+,;=b"])
 def test_host_accepts_uri_host_and_port(value):
     assert parse_one(get(b"Host: " + value))["headers"] == [(b"Host", value)]
+
+
+@pytest.mark.parametrize("line", [b"GET / HTTP/1.1", b"GET /a?b HTTP/1.0", b"OPTIONS * HTTP/1.1"])
+def test_empty_host_without_an_absolute_form_target_is_400(line):
+    """The target URI is then http://<Host>/...; an http URI with an empty
+    host is invalid (RFC 9110 4.2.1), and RFC 9112 3.3 lets the server
+    reject it."""
+    assert rejection(http(line, b"Host:")) == 400
+    assert rejection(http(line, b"Host: \t ")) == 400
+
+
+@pytest.mark.parametrize("target, host", [(b"http://a.example/x", b"a.example"),
+                                          (b"https://a.example:8443?q", b"a.example:8443"),
+                                          (b"HTTP://[::1]:80/", b"[::1]:80")])
+def test_absolute_form_authority_is_the_host_whatever_host_says(target, host):
+    """RFC 9112 3.2.2: an origin server MUST ignore the Host field of an
+    absolute-form request and use the target's authority; Host must still
+    be there (HTTP/1.1) and valid, and may be empty."""
+    for sent in (b"Host: other.example", b"Host:"):
+        request = parse_one(http(b"GET " + target + b" HTTP/1.1", b"X: 1", sent, b"Y: 2"))
+        assert request["headers"] == [(b"X", b"1"), (b"Host", host), (b"Y", b"2")]
+        assert request["target"] == target
+    assert rejection(http(b"GET " + target + b" HTTP/1.1")) == 400
+    assert rejection(http(b"GET " + target + b" HTTP/1.1", b"Host: a b")) == 400
 
 
 @pytest.mark.parametrize("value", [b"a b", b"a/b", b"user@a", b"a?b", b"a#b", b'a"b', b"a\\b", b"caf\xe9"])
@@ -381,9 +405,16 @@ def test_malformed_versions_are_400(line):
 
 # --- request target (RFC 9112 3.2) ---
 
-@pytest.mark.parametrize("target", [b"/", b"/a%20b/c?d=e&f=/g?", b"//a//b", b"/?", b"/a#frag"])
+@pytest.mark.parametrize("target", [b"/", b"/a%20b/c?d=e&f=/g?", b"//a//b", b"/?", b"/%23"])
 def test_origin_form_target_is_returned_as_sent(target):
     assert parse_one(http(b"GET " + target + b" HTTP/1.1", HOST))["target"] == target
+
+
+@pytest.mark.parametrize("target", [b"/a#frag", b"/#", b"/?q#", b"http://a/#x", b"http://a#x", b"#"])
+def test_fragment_in_the_target_is_400(target):
+    """A fragment is not part of any request-target form (RFC 9112 3.2:
+    origin-form = absolute-path [ "?" query ])."""
+    assert rejection(http(b"GET " + target + b" HTTP/1.1", HOST)) == 400
 
 
 @pytest.mark.parametrize("target", [b"http://a/b?c", b"https://a:443", b"HTTP://A"])
@@ -399,6 +430,19 @@ def test_asterisk_form_is_only_for_options():
 
 @pytest.mark.parametrize("target", [b"a/b", b"http://", b"ftp://a/", b"/a\x00", b"/\xe9", b"/a\x7f"])
 def test_other_targets_are_400(target):
+    assert rejection(http(b"GET " + target + b" HTTP/1.1", HOST)) == 400
+
+
+@pytest.mark.parametrize("target", cases(
+    ("empty-host", b"http:///a"),
+    ("empty-host-with-query", b"https://?a"),
+    ("userinfo", b"http://user@a/"),
+    ("userinfo-with-password", b"http://user:pw@a/"),
+    ("host-with-quote", b'http://a"b/'),
+))
+def test_absolute_form_target_names_a_host_without_userinfo(target):
+    """RFC 9110 4.2.1: an http URI with an empty host MUST be rejected as
+    invalid; 4.2.4: userinfo SHOULD be treated as an error."""
     assert rejection(http(b"GET " + target + b" HTTP/1.1", HOST)) == 400
 
 
