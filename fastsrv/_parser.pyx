@@ -16,6 +16,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 
 DEF MAX_SPANS = 256
 # the largest values that one more decimal / hex digit cannot overflow int64
+# (one more than CL_MAX_BEFORE_DIGIT still takes the digits 0-7)
 DEF CL_MAX_BEFORE_DIGIT = 922337203685477579
 DEF CHUNK_MAX_BEFORE_DIGIT = 0x7FFFFFFFFFFFFFF
 
@@ -406,34 +407,31 @@ cdef class RequestParser:
                 return self.fail(400, "empty Host header")
             f.host = s
         elif nlen == 14 and _ieq(name, b"content-length", 14):
-            # a list of identical values is one value (RFC 9110 8.6)
+            # Content-Length = 1*DIGIT (RFC 9110 8.6): one number.  A list,
+            # even of identical values, is refused: an intermediary may read
+            # it otherwise; identical repeated lines are one value.
             i = 0
-            while True:
-                while i < vlen and (v[i] == 32 or v[i] == 9):
-                    i += 1
-                k = 0
-                value = 0
-                while i < vlen and 48 <= v[i] <= 57:
-                    if value > CL_MAX_BEFORE_DIGIT:
-                        return self.fail(413, "Content-Length too large")
-                    value = value * 10 + (v[i] - 48)
-                    i += 1
-                    k += 1
-                if k == 0:
-                    return self.fail(400, "invalid Content-Length")
-                # only identical values are one value: "01" and "1" conflict
-                if f.has_cl and (value != f.content_length or k != f.cl_digits):
-                    return self.fail(400, "conflicting Content-Length values")
-                f.has_cl = True
-                f.content_length = value
-                f.cl_digits = k
-                while i < vlen and (v[i] == 32 or v[i] == 9):
-                    i += 1
-                if i == vlen:
-                    break
-                if v[i] != 44:
-                    return self.fail(400, "invalid Content-Length")
+            value = 0
+            while i < vlen and 48 <= v[i] <= 57:
+                if value > CL_MAX_BEFORE_DIGIT and (value > CL_MAX_BEFORE_DIGIT + 1 or v[i] > 55):
+                    return self.fail(400, "Content-Length does not fit in 64 bits")
+                value = value * 10 + (v[i] - 48)
                 i += 1
+            k = i
+            if k == 0:
+                return self.fail(400, "invalid Content-Length")
+            if i < vlen:
+                while v[i] == 32 or v[i] == 9:
+                    i += 1
+                if v[i] == 44:
+                    return self.fail(400, "Content-Length given as a list")
+                return self.fail(400, "invalid Content-Length")
+            # only identical values are one value: "01" and "1" conflict
+            if f.has_cl and (value != f.content_length or k != f.cl_digits):
+                return self.fail(400, "conflicting Content-Length values")
+            f.has_cl = True
+            f.content_length = value
+            f.cl_digits = k
         elif nlen == 17 and _ieq(name, b"transfer-encoding", 17):
             f.has_te = True
             i = 0
@@ -513,7 +511,7 @@ cdef class RequestParser:
                 v = HEXVAL[c]
                 if v >= 0:
                     if self.chunk_size > CHUNK_MAX_BEFORE_DIGIT:
-                        return self.fail(413, "chunk size too large")
+                        return self.fail(400, "chunk size does not fit in 64 bits")
                     self.chunk_size = self.chunk_size * 16 + v
                     self.chunk_digits += 1
                 elif self.chunk_digits == 0:
