@@ -14,14 +14,22 @@ cdef enum BodyKind:
 
 cdef enum ChunkState:
     CH_SIZE = 0
-    CH_SIZE_BWS = 1
-    CH_EXT = 2
-    CH_SIZE_LF = 3
-    CH_DATA = 4
-    CH_DATA_CR = 5
-    CH_DATA_LF = 6
-    CH_TRAILER = 7
-    CH_DONE = 8
+    CH_SIZE_BWS = 1            # whitespace after the size: only ";" may follow
+    CH_EXT = 2                 # after ";": BWS, then a name
+    CH_EXT_NAME = 3
+    CH_EXT_NAME_BWS = 4        # after a name and whitespace: "=" or ";"
+    CH_EXT_VALUE = 5           # after "=": BWS, then a token or a quoted-string
+    CH_EXT_TOKEN = 6
+    CH_EXT_QUOTED = 7
+    CH_EXT_QUOTED_PAIR = 8     # after a backslash in a quoted-string
+    CH_EXT_VALUE_END = 9       # after a closing quote
+    CH_EXT_VALUE_BWS = 10      # whitespace after a value: only ";" may follow
+    CH_SIZE_LF = 11
+    CH_DATA = 12
+    CH_DATA_CR = 13
+    CH_DATA_LF = 14
+    CH_TRAILER = 15
+    CH_DONE = 16
 
 ctypedef struct HeaderSpan:
     uint32_t name_start
@@ -102,6 +110,7 @@ cdef class RequestParser:
     cdef int _field(self, const char* p, HeaderSpan* s, HeadFields* f) except -2
     cdef int parse_body(self, const char* p, Py_ssize_t n, Py_ssize_t* consumed,
                         Py_ssize_t* data_start, Py_ssize_t* data_len) except -2
+    cdef int _chunk_ext(self, unsigned char c) except -2
     cdef int check_trailers(self) except -2
     cdef bint _trailer_line_done(self) except -1
 

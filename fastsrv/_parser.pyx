@@ -19,6 +19,7 @@ DEF MAX_SPANS = 256
 # (one more than CL_MAX_BEFORE_DIGIT still takes the digits 0-7)
 DEF CL_MAX_BEFORE_DIGIT = 922337203685477579
 DEF CHUNK_MAX_BEFORE_DIGIT = 0x7FFFFFFFFFFFFFF
+DEF MAX_CHUNK_LINE = 4096
 
 cdef HeaderSpan _scratch[MAX_SPANS]
 
@@ -531,13 +532,11 @@ cdef class RequestParser:
                 elif c != 32 and c != 9:
                     return self.fail(400, "invalid chunk size")
                 i += 1
-            elif self.chunk_state == CH_EXT:
-                if c == 13:
-                    self.chunk_state = CH_SIZE_LF
-                elif not VALUE_OK[c]:
-                    return self.fail(400, "invalid character in chunk extension")
+            elif CH_EXT <= self.chunk_state <= CH_EXT_VALUE_BWS:
+                if self._chunk_ext(c) == PARSE_ERROR:
+                    return PARSE_ERROR
                 self.chunk_line += 1
-                if self.chunk_line > 4096:
+                if self.chunk_line > MAX_CHUNK_LINE:
                     return self.fail(400, "chunk extension too long")
                 i += 1
             elif self.chunk_state == CH_SIZE_LF:
@@ -581,6 +580,70 @@ cdef class RequestParser:
                 break
         consumed[0] = i
         return PARSE_NEED_MORE
+
+    cdef int _chunk_ext(self, unsigned char c) except -2:
+        """One byte of a chunk's extensions, by the grammar of RFC 9112 7.1.1:
+        ``*( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )``, where ext-name
+        is a token and ext-val a token or a quoted-string, then CRLF."""
+        cdef int st = self.chunk_state
+        cdef bint ws = c == 32 or c == 9
+        if st == CH_EXT:
+            if TOKEN[c]:
+                st = CH_EXT_NAME
+            elif not ws:
+                return self.fail(400, "chunk extension without a name")
+        elif st == CH_EXT_NAME or st == CH_EXT_TOKEN:
+            if TOKEN[c]:
+                pass
+            elif c == 59:
+                st = CH_EXT
+            elif c == 13:
+                st = CH_SIZE_LF
+            elif c == 61 and st == CH_EXT_NAME:
+                st = CH_EXT_VALUE
+            elif ws:
+                st = CH_EXT_NAME_BWS if st == CH_EXT_NAME else CH_EXT_VALUE_BWS
+            else:
+                return self.fail(400, "invalid character in chunk extension")
+        elif st == CH_EXT_VALUE:
+            if TOKEN[c]:
+                st = CH_EXT_TOKEN
+            elif c == 34:
+                st = CH_EXT_QUOTED
+            elif not ws:
+                return self.fail(400, "chunk extension without a value")
+        elif st == CH_EXT_QUOTED:
+            # qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+            if c == 34:
+                st = CH_EXT_VALUE_END
+            elif c == 92:
+                st = CH_EXT_QUOTED_PAIR
+            elif not (c == 9 or 32 <= c <= 126 or c >= 128):
+                return self.fail(400, "invalid character in chunk extension")
+        elif st == CH_EXT_QUOTED_PAIR:
+            if not (c == 9 or 32 <= c <= 126 or c >= 128):
+                return self.fail(400, "invalid character in chunk extension")
+            st = CH_EXT_QUOTED
+        elif st == CH_EXT_VALUE_END:
+            if c == 59:
+                st = CH_EXT
+            elif c == 13:
+                st = CH_SIZE_LF
+            elif ws:
+                st = CH_EXT_VALUE_BWS
+            else:
+                return self.fail(400, "invalid character in chunk extension")
+        else:   # CH_EXT_NAME_BWS, CH_EXT_VALUE_BWS: BWS belongs before ";" or "="
+            if c == 59:
+                st = CH_EXT
+            elif c == 61 and st == CH_EXT_NAME_BWS:
+                st = CH_EXT_VALUE
+            elif c == 13:
+                return self.fail(400, "whitespace at the end of a chunk extension")
+            elif not ws:
+                return self.fail(400, "invalid character in chunk extension")
+        self.chunk_state = st
+        return 0
 
     cdef inline bint _trailer_line_done(self) except -1:
         """True when the trailer section just ended with an empty line."""

@@ -277,6 +277,18 @@ DIVERGENCES: Dict[str, Divergence] = {d.reason: d for d in [
                "RFC 9112 7.1.1: chunk-ext holds tokens and quoted-strings, no control characters "
                "(RFC 9110 15.5.1: 400 for malformed framing)",
                _with_head(*_CHUNKED, body=b"1;a\x01\r\nx\r\n0\r\n\r\n"), 400, ("h11", "pico")),
+    Divergence("chunk extension without a name",
+               "RFC 9112 7.1.1: chunk-ext = *( BWS \";\" BWS ext-name ... ), ext-name = token: a "
+               "semicolon starts a name (RFC 9110 15.5.1: 400 for malformed framing)",
+               _with_head(*_CHUNKED, body=b"1;\r\nx\r\n0\r\n\r\n"), 400, ("h11", "pico")),
+    Divergence("chunk extension without a value",
+               "RFC 9112 7.1.1: [ BWS \"=\" BWS ext-val ], ext-val = token / quoted-string: an \"=\" "
+               "is followed by a value",
+               _with_head(*_CHUNKED, body=b"1;a=\r\nx\r\n0\r\n\r\n"), 400, ("h11", "httptools", "pico")),
+    Divergence("whitespace at the end of a chunk extension",
+               "RFC 9112 7.1.1: BWS only before \";\" and around \"=\"; chunk-ext is followed by CRLF "
+               "directly",
+               _with_head(*_CHUNKED, body=b"1;a \r\nx\r\n0\r\n\r\n"), 400, ("h11", "pico")),
     Divergence("chunked applied more than once",
                "RFC 9112 6.1: a sender MUST NOT apply chunked more than once; the body length "
                "cannot be determined (RFC 9112 6.3: MUST respond 400)",

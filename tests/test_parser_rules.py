@@ -116,6 +116,37 @@ def test_chunk_extensions_are_accepted_and_ignored():
     assert parse_one(chunked(body))["body"] == b"hello"
 
 
+@pytest.mark.parametrize("extension", [b";a", b";a=b", b"; a = b", b";\ta\t=\t\"b c\"", b';a="\\\""', b";a;b=c;d",
+                                       b';a="" ;b', b";!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~", b';a="\xff\\\xff"'])
+def test_chunk_extension_grammar_is_accepted(extension):
+    """RFC 9112 7.1.1: *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ),
+    ext-val = token / quoted-string."""
+    assert parse_one(chunked(b"1" + extension + b"\r\nx\r\n0\r\n\r\n"))["body"] == b"x"
+
+
+@pytest.mark.parametrize("extension", cases(
+    ("no-name", b";"),
+    ("no-name-before-value", b";=b"),
+    ("empty-between-semicolons", b";a;;b"),
+    ("name-not-a-token", b";a(b"),
+    ("quoted-name", b';"a"'),
+    ("no-value", b";a="),
+    ("value-not-a-token", b";a=b@c"),
+    ("value-two-tokens", b";a=b c"),
+    ("unterminated-quote", b';a="b'),
+    ("text-after-quote", b';a="b"c'),
+    ("control-in-quote", b';a="b\x01"'),
+    ("whitespace-after-name-at-end", b";a "),
+    ("whitespace-after-value-at-end", b";a=b\t"),
+    ("whitespace-after-quote-at-end", b';a="b" '),
+    ("two-equals", b";a==b"),
+))
+def test_chunk_extension_outside_the_grammar_is_400(extension):
+    """Regression: ``2;`` (no name after the semicolon) and any other byte
+    that is not text were accepted as an extension."""
+    assert rejection(chunked(b"1" + extension + b"\r\nx\r\n0\r\n\r\n")) == 400
+
+
 def test_chunk_extension_length_is_bounded():
     assert rejection(chunked(b"1;" + b"x" * 5000 + b"\r\na\r\n0\r\n\r\n")) == 400
 
