@@ -68,6 +68,7 @@ cdef class Limits:
 
 cdef class RequestParser:
     cdef Limits limits
+    cdef readonly bint underscores_in_headers
     # error reporting
     cdef public int error_status
     cdef public str error_reason
@@ -108,6 +109,7 @@ cdef class RequestParser:
     cdef int parse_head(self, const char* p, HeaderSpan* spans) except -2
     cdef int _absolute_form(self, const char* p, HeadFields* f) except -2
     cdef int _field(self, const char* p, HeaderSpan* s, HeadFields* f) except -2
+    cdef int _dropped(self, object name, str why) except -1
     cdef int parse_body(self, const char* p, Py_ssize_t n, Py_ssize_t* consumed,
                         Py_ssize_t* data_start, Py_ssize_t* data_len) except -2
     cdef int _chunk_ext(self, unsigned char c) except -2

@@ -10,6 +10,8 @@ offset.  Everything RFC 9112 says a server MUST reject is rejected, with the
 status code the connection core answers with.
 """
 
+import logging
+
 from libc.string cimport memchr, memcmp, memset
 from libc.stdint cimport uint32_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -21,13 +23,31 @@ DEF CL_MAX_BEFORE_DIGIT = 922337203685477579
 DEF CHUNK_MAX_BEFORE_DIGIT = 0x7FFFFFFFFFFFFFF
 DEF MAX_CHUNK_LINE = 4096
 
+logger = logging.getLogger("fastsrv.error")
+
 cdef HeaderSpan _scratch[MAX_SPANS]
 
+# character classes; TOKEN is 2 for "_" (a name holding one is dropped
+# unless kept: RequestParser.underscores_in_headers), 1 for other tchars
 cdef unsigned char TOKEN[256]
 cdef unsigned char VALUE_OK[256]
 cdef unsigned char TARGET_OK[256]
 cdef unsigned char HOST_OK[256]
 cdef signed char HEXVAL[256]
+
+# Fields a sender must not put in a trailer (RFC 9110 6.5.1): they frame or
+# route the message, control the connection, modify or authenticate the
+# request, or describe the content's format, so they must be known before
+# the content.  The parser drops them from the trailers it hands over.
+TRAILER_FORBIDDEN = frozenset([
+    b"content-length", b"transfer-encoding", b"trailer", b"te",
+    b"host",
+    b"connection", b"keep-alive", b"proxy-connection", b"upgrade",
+    b"authorization", b"proxy-authorization", b"cookie",
+    b"expect", b"max-forwards", b"cache-control", b"pragma", b"range",
+    b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"if-range",
+    b"content-type", b"content-encoding", b"content-range",
+])
 
 
 cdef void _init_tables():
@@ -40,6 +60,7 @@ cdef void _init_tables():
         HEXVAL[c] = -1
     for c in b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
         TOKEN[c] = 1
+    TOKEN[95] = 2
     for c in range(0x20, 0x7F):
         VALUE_OK[c] = 1
     VALUE_OK[9] = 1
@@ -153,6 +174,10 @@ cdef class RequestParser:
     The connection core drives it through C-level methods; ``feed`` is the
     Python-level entry used by tests and tools: give it bytes in any split,
     get back the complete requests, or a :class:`ParseError`.
+
+    Header and trailer fields whose name holds an underscore are dropped
+    (``Content_Length`` is read as ``Content-Length`` by CGI-style
+    normalizers) unless ``underscores_in_headers`` is true.
     """
 
     def __cinit__(self):
@@ -163,8 +188,9 @@ cdef class RequestParser:
         self._done = []
         self._head = None
 
-    def __init__(self, Limits limits=None):
+    def __init__(self, Limits limits=None, bint underscores_in_headers=False):
         self.limits = limits if limits is not None else Limits()
+        self.underscores_in_headers = underscores_in_headers
         self.reset()
 
     cdef void reset(self):
@@ -193,6 +219,11 @@ cdef class RequestParser:
         self.error_status = status
         self.error_reason = reason
         return PARSE_ERROR
+
+    cdef int _dropped(self, object name, str why) except -1:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("dropped the field %r: %s", name, why)
+        return 0
 
     cdef Py_ssize_t skip_empty_lines(self, const char* p, Py_ssize_t n):
         """Bytes of CRLF to ignore before a request line (RFC 9112 2.2)."""
@@ -244,7 +275,7 @@ cdef class RequestParser:
     cdef int parse_head(self, const char* p, HeaderSpan* spans) except -2:
         """Validate the head found by ``scan_head`` and record its fields."""
         cdef Py_ssize_t i = 0, start, last, nh = 0
-        cdef unsigned char c
+        cdef unsigned char c, t, name_chars
         cdef int rc
         cdef HeadFields f
         memset(&f, 0, sizeof(HeadFields))
@@ -294,7 +325,12 @@ cdef class RequestParser:
             if c == 32 or c == 9:
                 return self.fail(400, "obsolete line folding")
             start = i
-            while TOKEN[<unsigned char>p[i]]:
+            name_chars = 0
+            while True:
+                t = TOKEN[<unsigned char>p[i]]
+                if not t:
+                    break
+                name_chars |= t
                 i += 1
             if i == start:
                 return self.fail(400, "invalid header field name")
@@ -322,13 +358,17 @@ cdef class RequestParser:
                 i += 1
                 if c != 32 and c != 9:
                     last = i
+            i += 2
+            if name_chars & 2 and not self.underscores_in_headers:
+                self._dropped(PyBytes_FromStringAndSize(p + spans[nh].name_start, spans[nh].name_len),
+                              "its name has an underscore (--underscores-in-headers keeps such fields)")
+                continue
             spans[nh].value_start = <uint32_t>start
             spans[nh].value_len = <uint32_t>(last - start)
             rc = self._field(p, &spans[nh], &f)
             if rc == PARSE_ERROR:
                 return rc
             nh += 1
-            i += 2
         if i + 2 != self.head_len:
             return self.fail(400, "bare CR in request head")
         self.nheaders = nh
@@ -656,18 +696,24 @@ cdef class RequestParser:
         return m == 2 or (m >= 4 and t[m - 4] == 13 and t[m - 3] == 10)
 
     cdef int check_trailers(self) except -2:
+        """Validate the trailer section and keep its fields, less those that
+        must not be trailers (``TRAILER_FORBIDDEN``) and, unless kept, those
+        with an underscore in the name."""
         if self.error_status:
             return PARSE_ERROR
         cdef bytes raw = bytes(self.trailer_buf)
         cdef const char* p = PyBytes_AS_STRING(raw)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(raw), i = 0, start, last, count = 0
-        cdef unsigned char c
+        cdef unsigned char c, name_chars
+        cdef bytes name
         cdef list out = []
         while i < n and p[i] != 13:
             if p[i] == 32 or p[i] == 9:
                 return self.fail(400, "obsolete line folding in trailer")
             start = i
+            name_chars = 0
             while TOKEN[<unsigned char>p[i]]:
+                name_chars |= TOKEN[<unsigned char>p[i]]
                 i += 1
             if i == start or p[i] != 58:
                 return self.fail(400, "invalid trailer field")
@@ -686,11 +732,16 @@ cdef class RequestParser:
                     last = i
             if p[i + 1] != 10:
                 return self.fail(400, "bare CR in trailer section")
-            out.append((name, p[start:last]))
             count += 1
             if count > self.limits.max_header_count:
                 return self.fail(431, "too many trailer fields")
             i += 2
+            if name in TRAILER_FORBIDDEN:
+                self._dropped(name, "it must not be sent as a trailer (RFC 9110 6.5.1)")
+            elif name_chars & 2 and not self.underscores_in_headers:
+                self._dropped(name, "its name has an underscore (--underscores-in-headers keeps such fields)")
+            else:
+                out.append((name, p[start:last]))
         if i + 2 != n:
             return self.fail(400, "bare CR in trailer section")
         self.trailers = out

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastsrv._parser import Limits
+from fastsrv._parser import Limits, RequestParser
 from parser_harness import http, outcome, parse, parse_one, rejection
 from parser_strategies import mutated_streams, request_streams
 
@@ -154,6 +154,18 @@ def test_chunk_extension_length_is_bounded():
 def test_trailers_are_returned_with_lowercase_names():
     request = parse_one(chunked(b"1\r\nx\r\n0\r\nX-Sum: ab c \r\nX-Empty:\r\n\r\n"))
     assert request["trailers"] == [(b"x-sum", b"ab c"), (b"x-empty", b"")]
+    assert request["body"] == b"x"
+
+
+@pytest.mark.parametrize("name", [b"Content-Length", b"Transfer-Encoding", b"Host", b"Authorization",
+                                  b"Content-Type", b"Content-Encoding", b"Connection", b"Upgrade", b"Trailer",
+                                  b"TE", b"Expect", b"Range", b"Cache-Control", b"Cookie", b"If-Match"])
+def test_fields_that_must_not_be_trailers_are_dropped(name):
+    """RFC 9110 6.5.1: framing, routing, request modifiers, authentication
+    and content format cannot come after the content; such a trailer never
+    reaches the application, and the rest of the request still does."""
+    request = parse_one(chunked(b"1\r\nx\r\n0\r\nX-Before: 1\r\n" + name + b": 5\r\nX-After: 2\r\n\r\n"))
+    assert request["trailers"] == [(b"x-before", b"1"), (b"x-after", b"2")]
     assert request["body"] == b"x"
 
 
@@ -350,6 +362,35 @@ def test_method_may_be_any_token():
 @pytest.mark.parametrize("name", [b"", b"X(a)", b"X/a", b"X\x00", b"X\xe9", b'"X"', b"X{a}", b"X@a"])
 def test_field_name_is_a_token(name):
     assert rejection(get(HOST, name + b": v")) == 400
+
+
+@pytest.mark.parametrize("name", [b"Content_Length", b"Transfer_Encoding", b"X_Forwarded_For", b"_", b"a_"])
+def test_field_names_with_an_underscore_are_dropped(name):
+    """CGI/WSGI-style code turns "_" and "-" into the same name, so a
+    ``Content_Length`` could pass for the framing field; as nginx does by
+    default, such fields never reach the application."""
+    request = parse_one(post(name + b": 3", b"Content-Length: 2", body=b"hi"))
+    assert request["headers"] == [(b"Host", b"a"), (b"Content-Length", b"2")]
+    assert request["body"] == b"hi"
+    assert parse_one(chunked(b"0\r\n" + name + b": 1\r\nX: 2\r\n\r\n"))["trailers"] == [(b"x", b"2")]
+
+
+def test_field_names_with_an_underscore_are_kept_when_asked():
+    fields = [(b"Host", b"a"), (b"X_Y", b"1"), (b"Content_Length", b"9"), (b"Content-Length", b"2")]
+    parser = RequestParser(underscores_in_headers=True)
+    request, = parser.feed(post(b"X_Y: 1", b"Content_Length: 9", b"Content-Length: 2", body=b"hi"))
+    assert (request["headers"], request["body"]) == (fields, b"hi")
+    request, = parser.feed(chunked(b"0\r\nX_Y: 1\r\n\r\n"))
+    assert request["trailers"] == [(b"x_y", b"1")]
+
+
+def test_a_dropped_field_is_logged_at_debug(caplog):
+    with caplog.at_level("DEBUG", logger="fastsrv.error"):
+        parse_one(get(HOST, b"X_Y: 1"))
+        parse_one(chunked(b"0\r\nHost: evil\r\n\r\n"))
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
+    assert any("X_Y" in m and "underscore" in m for m in messages), messages
+    assert any("host" in m and "trailer" in m for m in messages), messages
 
 
 @pytest.mark.parametrize("value", cases(
