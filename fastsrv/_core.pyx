@@ -21,7 +21,7 @@ from libc.string cimport memchr
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastsrv._parser cimport (
-    RequestParser, Limits, HeaderSpan, scratch_spans, _ieq,
+    RequestParser, Limits, HeaderSpan, _ieq,
     PARSE_NEED_MORE, PARSE_DONE, PARSE_ERROR, BODY_NONE, BODY_LENGTH,
 )
 from fastsrv._request cimport Request, BodyStream, ConnectionBase, ShutdownSignal
@@ -695,15 +695,14 @@ cdef class HttpProtocol(ConnectionBase):
                     break
                 if not self.active:
                     self.registry.became_active(self)
-            rc = parser.scan_head(p + pos, n - pos)
+            rc = parser.read_head(p + pos, n - pos)
             if rc == PARSE_NEED_MORE:
-                # the head timeout runs from its first partial read (a head
-                # that arrives whole needs no clock)
+                # the bytes so far can still begin a valid request (read_head
+                # refuses a head at its first invalid byte); the head timeout
+                # runs from its first partial read (a whole head needs no clock)
                 if self.deadline_kind != DL_HEADER:
                     self.set_deadline(DL_HEADER, self.config.header_timeout)
                 break
-            if rc == PARSE_DONE:
-                rc = parser.parse_head(p + pos, scratch_spans())
             if rc == PARSE_ERROR:
                 self.reject(parser.error_status, parser.error_reason)
                 return n

@@ -1,5 +1,6 @@
 # The HTTP/1.1 request parser: declarations shared with the connection core.
 
+cimport cython
 from libc.stdint cimport uint32_t, int64_t
 
 cdef enum ParseStatus:
@@ -11,6 +12,24 @@ cdef enum BodyKind:
     BODY_NONE = 0
     BODY_LENGTH = 1
     BODY_CHUNKED = 2
+
+# Where the check of an incomplete head stands (RequestParser.check_head):
+# the element of the request line or field line its next byte belongs to.
+cdef enum HeadState:
+    HS_METHOD = 0
+    HS_TARGET_START = 1
+    HS_ASTERISK = 2            # "*" (OPTIONS only)
+    HS_SCHEME = 3              # "http://" or "https://", any case
+    HS_AUTHORITY_START = 4
+    HS_AUTHORITY = 5
+    HS_TARGET = 6              # path and query
+    HS_VERSION = 7             # "HTTP/" DIGIT "." DIGIT
+    HS_VERSION_END = 8         # the CRLF after the version
+    HS_FIELD_START = 9         # a field line, or the empty line ending the head
+    HS_NAME = 10
+    HS_VALUE_OWS = 11
+    HS_VALUE = 12
+    HS_DONE = 13
 
 cdef enum ChunkState:
     CH_SIZE = 0
@@ -38,14 +57,16 @@ ctypedef struct HeaderSpan:
     uint32_t value_len
 
 # What the field lines of one head say about its framing and connection,
-# accumulated field by field (RequestParser._field).
+# accumulated field by field (RequestParser._field).  The whole-head parse
+# and the check of an incomplete head each keep their own, so neither counts
+# a field the other has seen.
 ctypedef struct HeadFields:
     int version                  # 10 or 11, from the request line
     bint absolute_form
     Py_ssize_t authority_start   # absolute-form: the target's authority
     Py_ssize_t authority_len
     int host_count
-    HeaderSpan* host             # the Host field's span
+    HeaderSpan* host             # the Host field's span (whole-head parse only)
     bint has_cl
     int64_t content_length
     Py_ssize_t cl_digits
@@ -59,6 +80,20 @@ ctypedef struct HeadFields:
     bint has_upgrade
     bint expect_continue
 
+# The check of an incomplete head, resumed at ``pos`` as bytes arrive.
+ctypedef struct HeadCheck:
+    Py_ssize_t pos               # the next byte to judge (from the head start)
+    int state                    # HeadState
+    Py_ssize_t field_lines
+    Py_ssize_t target_start
+    Py_ssize_t version_start
+    Py_ssize_t name_start
+    Py_ssize_t name_end
+    Py_ssize_t value_start
+    Py_ssize_t value_end
+    HeadFields fields
+
+
 cdef class Limits:
     cdef readonly Py_ssize_t max_request_line
     cdef readonly Py_ssize_t max_header_bytes
@@ -66,6 +101,7 @@ cdef class Limits:
     cdef readonly int64_t max_body_bytes
 
 
+@cython.final
 cdef class RequestParser:
     cdef Limits limits
     cdef readonly bint underscores_in_headers
@@ -77,6 +113,7 @@ cdef class RequestParser:
     cdef Py_ssize_t line_start
     cdef Py_ssize_t line_count
     cdef Py_ssize_t skipped
+    cdef HeadCheck check
     # the head parsed last (offsets relative to the head start)
     cdef Py_ssize_t head_len
     cdef Py_ssize_t method_len
@@ -105,9 +142,13 @@ cdef class RequestParser:
     cdef void reset(self)
     cdef int fail(self, int status, str reason) except -2
     cdef Py_ssize_t skip_empty_lines(self, const char* p, Py_ssize_t n)
+    cdef int read_head(self, const char* p, Py_ssize_t n) except -2
     cdef int scan_head(self, const char* p, Py_ssize_t n) except -2
     cdef int parse_head(self, const char* p, HeaderSpan* spans) except -2
     cdef int _absolute_form(self, const char* p, HeadFields* f) except -2
+    cdef int check_head(self, const char* p, Py_ssize_t n) except -2
+    cdef int _check_byte(self, const char* p, Py_ssize_t i) except -2
+    cdef int _check_line_end(self, const char* p, Py_ssize_t i) except -2
     cdef int _field(self, const char* p, HeaderSpan* s, HeadFields* f) except -2
     cdef int _dropped(self, object name, str why) except -1
     cdef int parse_body(self, const char* p, Py_ssize_t n, Py_ssize_t* consumed,

@@ -1,17 +1,21 @@
 # cython: freethreading_compatible = False
 """A zero-copy, incremental HTTP/1.1 request parser.
 
-The head (request line and header fields) is found by scanning for its empty
-line, resuming where the previous read stopped, then parsed in one pass over
-the buffer, picohttpparser-style: the result is a set of offsets into the
-caller's buffer, never a copy.  Bodies are framed by Content-Length or by the
-chunked coding, decoded by a byte-level state machine that can be split at any
-offset.  Everything RFC 9112 says a server MUST reject is rejected, with the
-status code the connection core answers with.
+A head (request line and header fields) that arrives whole is found by
+scanning for its empty line, then parsed in one pass over the buffer,
+picohttpparser-style: the result is a set of offsets into the caller's
+buffer, never a copy.  The bytes of a head that arrives in pieces are also
+judged as they come, each once, so a request that is already invalid is
+refused at its first invalid byte instead of waiting for the rest of the
+head.  Bodies are framed by Content-Length or by the chunked coding, decoded
+by a byte-level state machine that can be split at any offset.  Everything
+RFC 9112 says a server MUST reject is rejected, with the status code the
+connection core answers with.
 """
 
 import logging
 
+cimport cython
 from libc.string cimport memchr, memcmp, memset
 from libc.stdint cimport uint32_t, int64_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -34,6 +38,8 @@ cdef unsigned char VALUE_OK[256]
 cdef unsigned char TARGET_OK[256]
 cdef unsigned char HOST_OK[256]
 cdef signed char HEXVAL[256]
+cdef const char* HTTP_SCHEME = b"http://"
+cdef const char* HTTP_NAME = b"HTTP/"
 
 # Fields a sender must not put in a trailer (RFC 9110 6.5.1): they frame or
 # route the message, control the connection, modify or authenticate the
@@ -168,6 +174,7 @@ cdef list build_header_list(const char* base, const HeaderSpan* spans, Py_ssize_
     return out
 
 
+@cython.final
 cdef class RequestParser:
     """Parses one request at a time from a connection's bytes.
 
@@ -200,6 +207,7 @@ cdef class RequestParser:
         self.line_start = 0
         self.line_count = 0
         self.skipped = 0
+        self.check.pos = 0
         self.head_len = 0
         self.nheaders = 0
         self.expect_continue = False
@@ -232,6 +240,43 @@ cdef class RequestParser:
             i += 2
             self.skipped += 1
         return i
+
+    # ---- the head ----
+
+    cdef int read_head(self, const char* p, Py_ssize_t n) except -2:
+        """The head starting at ``p``, of which ``n`` bytes have arrived.
+
+        PARSE_DONE: it is complete and valid (``head_len``; its fields in
+        the scratch spans).  PARSE_NEED_MORE: every byte so far can still
+        begin a valid request.  PARSE_ERROR: refused, with the verdict of
+        its first invalid byte.
+
+        A head that arrives whole takes the one-pass path (``scan_head``,
+        then ``parse_head``) and nothing else.  The bytes of a head that
+        arrives in pieces are judged by ``check_head`` as they come, each
+        once.  When the one-pass path refuses a head, ``check_head`` judges
+        the bytes it has not seen yet and its verdict (that of the first
+        invalid byte) is the answer, so a head gets the same verdict however
+        its bytes were split; the one-pass verdict stands only where
+        ``check_head`` finds nothing, for the rules of the whole head (a
+        missing Host, the final transfer coding, the body limit).
+        """
+        cdef int rc = self.scan_head(p, n)
+        cdef int status
+        cdef str reason
+        if rc == PARSE_NEED_MORE:
+            return self.check_head(p, n)
+        if rc == PARSE_DONE:
+            rc = self.parse_head(p, _scratch)
+            if rc != PARSE_ERROR:
+                return rc
+            n = self.head_len
+        status = self.error_status
+        reason = self.error_reason
+        if self.check_head(p, n) != PARSE_ERROR:
+            self.error_status = status
+            self.error_reason = reason
+        return PARSE_ERROR
 
     cdef int scan_head(self, const char* p, Py_ssize_t n) except -2:
         """Find the end of the head in ``p[:n]``; resumable as bytes arrive."""
@@ -337,6 +382,8 @@ cdef class RequestParser:
             if p[i] != 58:
                 if p[i] == 32 or p[i] == 9:
                     return self.fail(400, "whitespace between field name and colon")
+                if p[i] == 13 and p[i + 1] == 10:
+                    return self.fail(400, "field line without a colon")
                 return self.fail(400, "invalid character in header field name")
             spans[nh].name_start = <uint32_t>start
             spans[nh].name_len = <uint32_t>(i - start)
@@ -373,15 +420,10 @@ cdef class RequestParser:
             return self.fail(400, "bare CR in request head")
         self.nheaders = nh
 
-        if f.version == 11 and f.host_count != 1:
-            return self.fail(400, "missing Host header" if f.host_count == 0 else "multiple Host headers")
-        if f.host_count > 1:
-            return self.fail(400, "multiple Host headers")
+        # the rules of the whole head
+        if f.version == 11 and f.host_count == 0:
+            return self.fail(400, "missing Host header")
         if f.has_te:
-            if f.version == 10:
-                return self.fail(400, "Transfer-Encoding in an HTTP/1.0 request")
-            if f.has_cl:
-                return self.fail(400, "both Content-Length and Transfer-Encoding")
             if not f.te_chunked_final:
                 return self.fail(400, "chunked is not the final transfer coding")
             if f.te_other:
@@ -429,8 +471,218 @@ cdef class RequestParser:
         f.authority_len = k - a
         return PARSE_DONE
 
+    cdef int check_head(self, const char* p, Py_ssize_t n) except -2:
+        """Judge the bytes of a head in ``p[:n]`` that no call has judged
+        yet: PARSE_ERROR at the first byte after which no valid request can
+        follow, PARSE_NEED_MORE otherwise (and at the head's end).
+
+        Each byte is judged once, so a client dripping its head costs in
+        proportion to its bytes.  A CR is judged with the byte after it (a
+        CRLF ends a line).  The limits come before the grammar at each byte,
+        as in ``scan_head``; a field line's meaning (``_field``) is judged
+        when the line is complete.  The rules of the whole head are left to
+        ``parse_head``.
+        """
+        cdef HeadCheck* ck = &self.check
+        cdef Limits lim = self.limits
+        cdef Py_ssize_t i
+        cdef unsigned char c
+        if ck.pos == 0:
+            memset(ck, 0, sizeof(HeadCheck))
+        i = ck.pos
+        while i < n:
+            c = p[i]
+            if c == 13:
+                if i + 1 == n:
+                    break               # its LF may follow
+                if p[i + 1] == 10:
+                    if i + 1 >= lim.max_header_bytes:
+                        return self.fail(431, "header section too large")
+                    if self._check_line_end(p, i) == PARSE_ERROR:
+                        return PARSE_ERROR
+                    i += 2
+                    if ck.state == HS_DONE:
+                        break
+                    continue
+                # a CR not followed by LF is a byte of its line
+            elif c == 10:
+                if i >= lim.max_header_bytes:
+                    return self.fail(431, "header section too large")
+                return self.fail(400, "bare LF in request head")
+            if ck.state <= HS_VERSION_END and i >= lim.max_request_line:
+                if ck.state == HS_METHOD:
+                    # RFC 9112 3.1: a method longer than any implemented is 501
+                    return self.fail(501, "method too long")
+                return self.fail(414, "request line too long")
+            if i >= lim.max_header_bytes:
+                return self.fail(431, "header section too large")
+            if self._check_byte(p, i) == PARSE_ERROR:
+                return PARSE_ERROR
+            i += 1
+        ck.pos = i
+        return PARSE_NEED_MORE
+
+    cdef int _check_byte(self, const char* p, Py_ssize_t i) except -2:
+        """Judge ``p[i]``, a byte of the request line or of a field line
+        (a CR here is one not followed by LF)."""
+        cdef HeadCheck* ck = &self.check
+        cdef unsigned char c = p[i]
+        cdef int st = ck.state
+        cdef Py_ssize_t k
+        if st == HS_METHOD:
+            if TOKEN[c]:
+                return PARSE_NEED_MORE
+            if c != 32 or i == 0:
+                return self.fail(400, "invalid method")
+            if i == 7 and memcmp(p, b"CONNECT", 7) == 0:
+                return self.fail(501, "CONNECT is not supported")
+            ck.target_start = i + 1
+            ck.state = HS_TARGET_START
+        elif st == HS_TARGET_START:
+            if c == 47:
+                ck.state = HS_TARGET
+            elif c == 42:
+                if not (i == 8 and memcmp(p, b"OPTIONS", 7) == 0):
+                    return self.fail(400, "asterisk-form is only allowed for OPTIONS")
+                ck.state = HS_ASTERISK
+            elif c == 104 or c == 72:
+                ck.state = HS_SCHEME
+            else:
+                return _bad_target(self, c)
+        elif st == HS_ASTERISK:
+            if c != 32:
+                return _bad_target(self, c)
+            ck.version_start = i + 1
+            ck.state = HS_VERSION
+        elif st == HS_SCHEME:
+            # "http://" or "https://" in any case
+            k = i - ck.target_start
+            if 65 <= c <= 90:
+                c += 32
+            if k == 4 and c == 115:
+                return PARSE_NEED_MORE
+            if k > 4 and (p[ck.target_start + 4] | 32) == 115:
+                k -= 1
+            if c != HTTP_SCHEME[k]:
+                return _bad_target(self, <unsigned char>p[i])
+            if k == 6:
+                ck.fields.absolute_form = True
+                ck.state = HS_AUTHORITY_START
+        elif st == HS_AUTHORITY_START or st == HS_AUTHORITY:
+            if HOST_OK[c]:
+                ck.state = HS_AUTHORITY
+                return PARSE_NEED_MORE
+            if not TARGET_OK[c] and c != 32:
+                return _bad_target(self, c)
+            if c != 47 and c != 63 and c != 32:
+                return self.fail(400, "invalid host in request-target")
+            if st == HS_AUTHORITY_START:
+                return self.fail(400, "empty host in request-target")
+            if c == 32:
+                ck.version_start = i + 1
+                ck.state = HS_VERSION
+            else:
+                ck.state = HS_TARGET
+        elif st == HS_TARGET:
+            if TARGET_OK[c]:
+                return PARSE_NEED_MORE
+            if c != 32:
+                return _bad_target(self, c)
+            ck.version_start = i + 1
+            ck.state = HS_VERSION
+        elif st == HS_VERSION:
+            # "HTTP/" DIGIT "." DIGIT
+            k = i - ck.version_start
+            if k < 5:
+                if c != HTTP_NAME[k]:
+                    return self.fail(400, "invalid HTTP version")
+            elif k == 6:
+                if c != 46:
+                    return self.fail(400, "invalid HTTP version")
+            elif not 48 <= c <= 57:
+                return self.fail(400, "invalid HTTP version")
+            elif k == 7:
+                ck.state = HS_VERSION_END
+        elif st == HS_VERSION_END:
+            if c == 13:
+                return self.fail(400, "bare CR in request line")
+            return self.fail(400, "invalid HTTP version")
+        elif st == HS_FIELD_START:
+            if TOKEN[c]:
+                ck.name_start = i
+                ck.state = HS_NAME
+            elif c == 32 or c == 9:
+                return self.fail(400, "obsolete line folding")
+            elif c == 13:
+                return self.fail(400, "bare CR in request head")
+            else:
+                return self.fail(400, "invalid header field name")
+        elif st == HS_NAME:
+            if TOKEN[c]:
+                return PARSE_NEED_MORE
+            if c == 58:
+                ck.name_end = i
+                ck.state = HS_VALUE_OWS
+            elif c == 32 or c == 9:
+                return self.fail(400, "whitespace between field name and colon")
+            else:
+                return self.fail(400, "invalid character in header field name")
+        else:   # HS_VALUE_OWS, HS_VALUE
+            if c == 32 or c == 9:
+                return PARSE_NEED_MORE
+            if not VALUE_OK[c]:
+                if c == 13:
+                    return self.fail(400, "bare CR in header field value")
+                if c == 0:
+                    return self.fail(400, "NUL in header field value")
+                return self.fail(400, "control character in header field value")
+            if st == HS_VALUE_OWS:
+                ck.value_start = i
+                ck.state = HS_VALUE
+            ck.value_end = i + 1
+        return PARSE_NEED_MORE
+
+    cdef int _check_line_end(self, const char* p, Py_ssize_t i) except -2:
+        """Judge the CRLF at ``p[i]``: the end of the request line, of a
+        field line, or of the head."""
+        cdef HeadCheck* ck = &self.check
+        cdef int st = ck.state
+        cdef HeaderSpan span
+        if st == HS_METHOD:
+            return self.fail(400, "empty request line" if i == 0 else "invalid method")
+        if st < HS_VERSION:
+            return self.fail(400, "invalid request-target")
+        if st == HS_VERSION:
+            return self.fail(400, "invalid HTTP version")
+        if st == HS_VERSION_END:
+            if p[ck.version_start + 5] != 49 or not (p[ck.version_start + 7] == 48 or
+                                                     p[ck.version_start + 7] == 49):
+                return self.fail(505, "HTTP version not supported")
+            ck.fields.version = 11 if p[ck.version_start + 7] == 49 else 10
+            ck.state = HS_FIELD_START
+        elif st == HS_FIELD_START:
+            ck.state = HS_DONE
+            return PARSE_DONE
+        else:
+            ck.field_lines += 1
+            if ck.field_lines > self.limits.max_header_count:
+                return self.fail(431, "too many header fields")
+            if st == HS_NAME:
+                return self.fail(400, "field line without a colon")
+            if st == HS_VALUE_OWS:
+                ck.value_start = ck.value_end = i
+            span.name_start = <uint32_t>ck.name_start
+            span.name_len = <uint32_t>(ck.name_end - ck.name_start)
+            span.value_start = <uint32_t>ck.value_start
+            span.value_len = <uint32_t>(ck.value_end - ck.value_start)
+            if self._field(p, &span, &ck.fields) == PARSE_ERROR:
+                return PARSE_ERROR
+            ck.state = HS_FIELD_START
+        return PARSE_NEED_MORE
+
     cdef inline int _field(self, const char* p, HeaderSpan* s, HeadFields* f) except -2:
-        """Apply one field line's meaning to ``f``."""
+        """Apply one field line's meaning to ``f``; refuse what no later
+        field can make valid."""
         cdef const char* name = p + s.name_start
         cdef Py_ssize_t nlen = s.name_len
         cdef const char* v = p + s.value_start
@@ -442,6 +694,8 @@ cdef class RequestParser:
                 if not HOST_OK[<unsigned char>v[i]]:
                     return self.fail(400, "invalid Host header")
             f.host_count += 1
+            if f.host_count > 1:
+                return self.fail(400, "multiple Host headers")
             # an origin-form target's URI is http://<Host>/...: an http URI
             # with an empty host is invalid (RFC 9110 4.2.1, RFC 9112 3.3)
             if vlen == 0 and not f.absolute_form:
@@ -473,6 +727,8 @@ cdef class RequestParser:
             f.has_cl = True
             f.content_length = value
             f.cl_digits = k
+            if f.has_te:
+                return self.fail(400, "both Content-Length and Transfer-Encoding")
         elif nlen == 17 and _ieq(name, b"transfer-encoding", 17):
             f.has_te = True
             i = 0
@@ -489,6 +745,10 @@ cdef class RequestParser:
                             return self.fail(400, "invalid Transfer-Encoding")
                     f.te_other = True
                     f.te_chunked_final = False
+            if f.version == 10:
+                return self.fail(400, "Transfer-Encoding in an HTTP/1.0 request")
+            if f.has_cl:
+                return self.fail(400, "both Content-Length and Transfer-Encoding")
         elif nlen == 10 and _ieq(name, b"connection", 10):
             i = 0
             while _next_element(v, vlen, &i, &tstart, &tend):
@@ -773,12 +1033,9 @@ cdef class RequestParser:
             if self._head is None:
                 if self.line_count == 0 and self.scan_pos == 0:
                     pos += self.skip_empty_lines(p + pos, n - pos)
-                rc = self.scan_head(p + pos, n - pos)
+                rc = self.read_head(p + pos, n - pos)
                 if rc == PARSE_NEED_MORE:
                     break
-                if rc == PARSE_ERROR:
-                    raise ParseError(self.error_status, self.error_reason, out)
-                rc = self.parse_head(p + pos, _scratch)
                 if rc == PARSE_ERROR:
                     raise ParseError(self.error_status, self.error_reason, out)
                 self._head = {
@@ -812,10 +1069,7 @@ cdef class RequestParser:
             out.append(head)
             self._head = None
             self.reset()
+        # an incomplete head keeps its scan and check state: its offsets
+        # count from its first byte, which is where the buffer now starts
         del buf[:pos]
-        if self._head is None and pos:
-            # a partial head restarts its scan from the new buffer start
-            self.scan_pos = 0
-            self.line_start = 0
-            self.line_count = 0
         return out

@@ -152,6 +152,8 @@ MALFORMED: List[Tuple[str, bytes, int]] = [
     ("target-absolute-non-http-scheme",
      _get("Host: example.com", line="GET ftp://example.com/ HTTP/1.1"), 400),
     ("method-CONNECT", _get("Host: example.com:443", line="CONNECT example.com:443 HTTP/1.1"), 501),
+    ("method-longer-than-the-request-line", _get("Host: example.com", line="X" * (MAX_REQUEST_LINE + 1) + " / HTTP/1.1"),
+     501),
     ("version-lowercase", _get("Host: example.com", line="GET / http/1.1"), 400),
     ("version-HTTP/2.0", _get("Host: example.com", line="GET / HTTP/2.0"), 505),
     ("version-HTTP/0.9", _get("Host: example.com", line="GET / HTTP/0.9"), 505),
@@ -244,4 +246,89 @@ VALID: List[Tuple[str, bytes, Dict[str, Any]]] = [
      dict(target=_LONG_TARGET[:-1].encode())),
     ("header-fields-at-count-limit",
      _get("Host: example.com", *[f"X-{i}: v" for i in range(MAX_HEADER_COUNT - 1)]), dict(method=b"GET")),
+]
+
+
+# Requests refused at their first invalid byte: each entry is ``(id, prefix,
+# status)`` where ``prefix`` ends with the byte that makes a valid request
+# impossible (for a field line's meaning, or the version, the LF ending its
+# line).  The prefix without that byte can still begin a valid request, so a
+# server waits for more; with it, it answers at once, without waiting for the
+# end of the head (or the header timeout).
+_LINE = "GET / HTTP/1.1\r\n"
+_CHUNKED_HEAD = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def _early(request: str) -> bytes:
+    return request.encode("latin-1")
+
+
+_OVERSIZE_HEAD = _LINE + "Host: a\r\nX: "
+
+EARLY: List[Tuple[str, bytes, int]] = [
+    # --- the request line (RFC 9112 3) ---
+    ("method-non-token", _early("G("), 400),
+    ("method-NUL", _early("G\x00"), 400),
+    ("method-longer-than-the-request-line", _early("X" * (MAX_REQUEST_LINE + 1)), 501),
+    ("method-CONNECT", _early("CONNECT "), 501),
+    ("request-line-starting-with-bare-CR", _early("\rG"), 400),
+    ("bare-LF-before-the-request-line", _early("\n"), 400),
+    ("ninth-empty-line", _early("\r\n" * 9), 400),
+    ("target-empty", _early("GET  "), 400),
+    ("target-NUL", _early("GET /a\x00"), 400),
+    ("target-non-ASCII", _early("GET /\xe9"), 400),
+    ("target-fragment", _early("GET /a#"), 400),
+    ("target-relative", _early("GET a"), 400),
+    ("target-asterisk-with-GET", _early("GET *"), 400),
+    ("target-asterisk-then-more", _early("OPTIONS *x"), 400),
+    ("target-absolute-non-http-scheme", _early("GET f"), 400),
+    ("target-absolute-empty-host", _early("GET http:///"), 400),
+    ("target-absolute-userinfo", _early("GET http://u@"), 400),
+    ("request-line-too-long", _early("GET /" + "a" * (MAX_REQUEST_LINE - 4)), 414),
+    ("HTTP/0.9-simple-request", _early("GET /\r\n"), 400),
+    ("version-lowercase", _early("GET / h"), 400),
+    ("version-two-digit-minor", _early("GET / HTTP/1.10"), 400),
+    ("version-trailing-space", _early("GET / HTTP/1.1 "), 400),
+    ("version-HTTP/5.6", _early("GET / HTTP/5.6\r\n"), 505),
+    ("version-HTTP/2.0", _early("GET / HTTP/2.0\r\n"), 505),
+    ("request-line-bare-CR", _early("GET / HTTP/1.1\rX"), 400),
+    ("request-line-bare-LF", _early("GET / HTTP/1.1\n"), 400),
+    # --- field lines (RFC 9112 5, RFC 9110 5) ---
+    ("obs-fold-first-field", _early(_LINE + " "), 400),
+    ("obs-fold-continuation", _early(_LINE + "Host: a\r\nX: b\r\n\t"), 400),
+    ("field-name-non-token", _early(_LINE + "X("), 400),
+    ("field-name-empty", _early(_LINE + ":"), 400),
+    ("field-line-without-colon", _early(_LINE + "X-No-Colon\r\n"), 400),
+    ("space-before-colon", _early(_LINE + "Host "), 400),
+    ("value-NUL", _early(_LINE + "X: a\x00"), 400),
+    ("value-control-char", _early(_LINE + "X: a\x01"), 400),
+    ("value-bare-CR", _early(_LINE + "X: a\rb"), 400),
+    ("value-bare-LF", _early(_LINE + "X: a\n"), 400),
+    ("head-end-bare-CR", _early(_LINE + "Host: a\r\n\rX"), 400),
+    ("header-section-too-large", _early(_OVERSIZE_HEAD + "v" * (MAX_HEADER_BYTES + 1 - len(_OVERSIZE_HEAD))), 431),
+    ("too-many-header-fields", _early(_LINE + "Host: a\r\n" + "X: v\r\n" * MAX_HEADER_COUNT), 431),
+    # --- a complete field line that is already invalid ---
+    ("CL-second-differing", _early(_LINE + "Content-Length: 5\r\nContent-Length: 6\r\n"), 400),
+    ("CL-overflow", _early(_LINE + "Content-Length: 99999999999999999999\r\n"), 400),
+    ("CL-list-identical", _early(_LINE + "Content-Length: 5, 5\r\n"), 400),
+    ("CL-not-a-number", _early(_LINE + "Content-Length: 5x\r\n"), 400),
+    ("CL-then-TE", _early(_LINE + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"), 400),
+    ("TE-then-CL", _early(_LINE + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"), 400),
+    ("TE-in-HTTP/1.0", _early("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n"), 400),
+    ("TE-chunked-twice", _early(_LINE + "Transfer-Encoding: chunked, chunked\r\n"), 400),
+    ("TE-not-a-coding", _early(_LINE + "Transfer-Encoding: a@b\r\n"), 400),
+    ("Host-twice", _early(_LINE + "Host: a\r\nHost: a\r\n"), 400),
+    ("Host-empty-origin-form", _early(_LINE + "Host:\r\n"), 400),
+    ("Host-invalid", _early(_LINE + "Host: a b\r\n"), 400),
+    ("Expect-unknown", _early(_LINE + "Host: a\r\nExpect: 200-ok\r\n"), 417),
+    # --- chunked framing (RFC 9112 7.1) ---
+    ("chunk-size-not-hex", _early(_CHUNKED_HEAD + "g"), 400),
+    ("chunk-size-overflow", _early(_CHUNKED_HEAD + "1" * 17), 400),
+    ("chunk-extension-without-name", _early(_CHUNKED_HEAD + "2;\r"), 400),
+    ("chunk-extension-name-not-token", _early(_CHUNKED_HEAD + "2;a("), 400),
+    ("chunk-extension-without-value", _early(_CHUNKED_HEAD + "2;a=\r"), 400),
+    ("chunk-extension-value-with-space", _early(_CHUNKED_HEAD + "2;a=b c"), 400),
+    ("chunk-extension-whitespace-before-CRLF", _early(_CHUNKED_HEAD + "2;a=b \r"), 400),
+    ("chunk-line-bare-CR", _early(_CHUNKED_HEAD + "1\rx"), 400),
+    ("chunk-data-longer-than-size", _early(_CHUNKED_HEAD + "1\r\nab"), 400),
 ]

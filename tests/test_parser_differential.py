@@ -16,6 +16,12 @@ pycohttpparser (picohttpparser; it parses a request head, nothing else).
   where an oracle goes on must be one of ``DIVERGENCES`` (where RFC 9112 or
   RFC 9110 makes or lets a server refuse).  Each entry of both tables is
   shown by a named test.
+* Partial input: fastsrv refuses a request at its first invalid byte, where
+  h11 waits for the whole head (and llhttp and picohttpparser sometimes go
+  on too).  Every refusal of a prefix on which an oracle waits must name the
+  clause that makes the bytes so far invalid whatever follows (``EARLIER``,
+  or the clause of the refusal in ``DIVERGENCES``); the ``EARLY`` table of
+  ``parser_cases`` shows each, and the mutated streams are cut at random.
 
 fastsrv hands the application less than it received in two places, and the
 oracles' requests are compared as fastsrv serves them (``_as_served``):
@@ -33,10 +39,11 @@ import h11
 import httptools
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pycohttpparser import api as pico
 
 from fastsrv._parser import TRAILER_FORBIDDEN
-from parser_cases import VALID
+from parser_cases import EARLY, VALID
 from parser_harness import Outcome, feed_pieces, outcome
 from parser_strategies import framing_variants, mutated_streams, request_streams
 
@@ -385,6 +392,10 @@ DIVERGENCES: Dict[str, Divergence] = {d.reason: d for d in [
                "RFC 9110 4.2.4: userinfo in an http(s) URI SHOULD be treated as an error; RFC 3986 "
                "3.2.2: a host is reg-name, IPv4 or an IP literal",
                _with_head(b"GET http://u@a/ HTTP/1.1", b"Host: a"), 400, ("h11", "httptools", "pico")),
+    Divergence("method too long",
+               "RFC 9112 3.1: a server that receives a method longer than any it implements SHOULD "
+               "respond 501 (here: longer than the request-line limit)",
+               _with_head(b"M" * 8193 + b" / HTTP/1.1", b"Host: a"), 501, ("h11", "pico")),
     Divergence("asterisk-form is only allowed for OPTIONS",
                "RFC 9112 3.2.4: the asterisk-form is only used for a server-wide OPTIONS request",
                _with_head(b"GET * HTTP/1.1", b"Host: a"), 400, ("h11", "httptools", "pico")),
@@ -496,6 +507,86 @@ def test_known_leniency_is_required_by_the_rfc(leniency):
     request, = outcome(leniency.request).requests
     assert leniency.applies(request, leniency.request)
     assert h11_parse(leniency.request).error and httptools_parse(leniency.request).error
+
+
+# ---------------------------------------------------------------------------
+# Partial input: fastsrv refuses at the first invalid byte, where an oracle may
+# still wait (h11 reads nothing before the whole head is in).  Each reason it
+# refuses a prefix with names the clause that makes the bytes so far invalid
+# whatever follows: here, or its clause in DIVERGENCES.
+# ---------------------------------------------------------------------------
+
+EARLIER: Dict[str, str] = {
+    "invalid method": "RFC 9112 3.1: method = token, then SP",
+    "invalid HTTP version": "RFC 9112 2.3: HTTP-version = HTTP-name \"/\" DIGIT \".\" DIGIT, with HTTP-name "
+                            "the case-sensitive \"HTTP\", then CRLF (RFC 9112 3)",
+    "bare CR in request line": "RFC 9112 2.2: a recipient MUST consider an element holding a bare CR "
+                               "invalid (or replace the CR with SP)",
+    "bare CR in request head": "RFC 9112 2.2: a recipient MUST consider an element holding a bare CR "
+                               "invalid (or replace the CR with SP)",
+    "bare CR in header field value": "RFC 9110 5.5: a recipient of CR, LF or NUL in a field value MUST "
+                                     "reject the message or replace them with SP",
+    "NUL in header field value": "RFC 9110 5.5: a recipient of CR, LF or NUL in a field value MUST "
+                                 "reject the message or replace them with SP",
+    "field line without a colon": "RFC 9112 5: field-line = field-name \":\" OWS field-value OWS; a line "
+                                  "of the header section without one is malformed (RFC 9110 15.5.1: 400)",
+    "chunk data longer than its size": "RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data "
+                                       "CRLF: chunk-data is chunk-size octets, then CRLF",
+}
+
+
+def clause_for_refusing(reason: str) -> Optional[str]:
+    """Why RFC 9112 / RFC 9110 lets fastsrv refuse with ``reason`` before a
+    request is complete; None when nothing does."""
+    if reason in EARLIER:
+        return EARLIER[reason]
+    return DIVERGENCES[reason].clause if reason in DIVERGENCES else None
+
+
+def oracles_waiting(data: bytes, completed: int) -> List[str]:
+    """The oracles that, given ``data``, have completed at most ``completed``
+    requests and neither refused it nor anything before: they wait for more."""
+    waiting = [name for name, parsed in (("h11", h11_parse(data)), ("httptools", httptools_parse(data)))
+               if parsed.error is None and len(parsed.requests) <= completed]
+    if completed == 0:
+        try:
+            if pico_parse_head(data) is None:
+                waiting.append("pico")
+        except pico.ParseError:
+            pass
+    return waiting
+
+
+def _early_id(case: str, data: bytes) -> str:
+    reason = outcome(data).reason
+    return f"{(clause_for_refusing(reason) or 'NO CLAUSE').split(':')[0]}: {case}"
+
+
+@pytest.mark.parametrize("data, status", [pytest.param(data, status, id=_early_id(case, data))
+                                          for case, data, status in EARLY])
+def test_refusing_a_prefix_an_oracle_waits_on_is_sanctioned_by_the_rfc(data, status):
+    """fastsrv refuses these prefixes at their last byte; the id names the
+    clause, and which oracles still wait is checked against the clause's
+    existence, not assumed."""
+    result = outcome(data)
+    assert result.status == status
+    if oracles_waiting(data, 0):
+        assert clause_for_refusing(result.reason), f"{result.reason!r} refused early without a clause"
+
+
+def test_h11_waits_for_the_whole_head_where_fastsrv_refuses_the_first_bad_byte():
+    data = b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n"
+    assert outcome(data).reason == "conflicting Content-Length values"
+    assert oracles_waiting(data, 0) == ["h11", "pico"]       # llhttp refuses the second one too
+
+
+@SETTINGS
+@given(mutated_streams(), st.floats(0, 1))
+def test_mutated_prefixes_are_refused_before_an_oracle_only_with_a_clause(data, where):
+    prefix = data[:int(len(data) * where)]
+    mine = feed_pieces([prefix])
+    if mine.status is not None and oracles_waiting(prefix, len(mine.requests)):
+        assert clause_for_refusing(mine.reason), f"{mine.reason!r} refused early without a clause"
 
 
 # ---------------------------------------------------------------------------

@@ -355,6 +355,14 @@ def test_method_is_a_token(method):
     assert rejection(http(method + b" / HTTP/1.1", HOST)) == 400
 
 
+def test_method_longer_than_the_request_line_limit_is_501_not_414():
+    """RFC 9112 3.1: a method longer than any the server implements SHOULD
+    be answered 501; 414 is about the target (RFC 9110 15.5.15)."""
+    assert rejection(http(b"M" * 33 + b" / HTTP/1.1", HOST), SMALL) == 501
+    assert rejection(b"M" * 33, SMALL) == 501                       # refused before its end arrives
+    assert rejection(http(b"M" * 28 + b" /" + b"a" * 3 + b" HTTP/1.1", HOST), SMALL) == 414
+
+
 def test_method_may_be_any_token():
     assert parse_one(http(b"!#$%&'*+-.^_`|~09azAZ / HTTP/1.1", HOST))["method"] == b"!#$%&'*+-.^_`|~09azAZ"
 
@@ -615,6 +623,18 @@ def test_pipelined_requests_are_returned_in_order():
     requests = parse(data)
     assert [(r["method"], r["body"]) for r in requests] == [
         (b"GET", b""), (b"POST", b"x"), (b"POST", b"yz"), (b"GET", b"")]
+
+
+def test_fields_judged_before_the_head_is_complete_are_not_counted_twice():
+    """A head that arrives in pieces has each field line judged as it
+    completes (a second Host or Content-Length is refused there), then the
+    whole head is parsed once more: each pass counts the fields itself."""
+    head = http(POST, HOST, b"Content-Length: 2", b"Content-Length: 2", b"Expect: 100-continue", body=b"hi")
+    for cut in range(1, len(head)):
+        parser = RequestParser()
+        assert parser.feed(head[:cut]) == []
+        request, = parser.feed(head[cut:])
+        assert (request["body"], request["expect_continue"]) == (b"hi", True)
 
 
 def test_requests_before_a_malformed_one_are_kept():
