@@ -439,8 +439,8 @@ def test_known_divergence_is_sanctioned_by_the_rfc(divergence):
 
 # ---------------------------------------------------------------------------
 # Where fastsrv takes what h11 and httptools both refuse: leniencies the RFC
-# requires of a recipient.  ``applies`` tells one from the accepted request
-# (as fastsrv returned it) and the bytes.
+# requires of a recipient, or names as its choice.  ``applies`` tells one from
+# the accepted request (as fastsrv returned it) and the bytes.
 # ---------------------------------------------------------------------------
 
 class Leniency(NamedTuple):
@@ -476,6 +476,13 @@ def _te_has_empty_elements(request: dict, data: bytes) -> bool:
 
 
 _BWS_BEFORE_CHUNK_EXT = re.compile(rb"\n[0-9A-Fa-f]+[ \t]+;")
+_TRAILER_SECTION = re.compile(rb"\r\n0+(?:[ \t;][^\r\n]*)?\r\n((?:[^\r\n]+\r\n)+)\r\n")
+
+
+def _discards_a_trailer_that_must_not_be_one(request: dict, data: bytes) -> bool:
+    return any(line.split(b":", 1)[0].lower() in TRAILER_FORBIDDEN
+               for section in _TRAILER_SECTION.finditer(data) for line in section.group(1).split(b"\r\n"))
+
 
 LENIENCIES = [
     Leniency("BWS before a chunk extension",
@@ -497,13 +504,20 @@ LENIENCIES = [
              _with_head(b"POST / HTTP/1.1", b"Host: a", b"Content-Length: 000000000000000000001",
                         b"Content-Length: 000000000000000000001", body=b"x"),
              _h11_takes_it_but_for_its_digit_cap),
+    Leniency("a trailer that must not be one is discarded",
+             "RFC 9112 7.1.2: a recipient MAY selectively retain or discard the received trailer "
+             "fields; fastsrv discards those RFC 9110 6.5.1 keeps out of trailers, where h11 and llhttp "
+             "count framing fields in the trailers as if in the header section",
+             _with_head(*_CHUNKED, body=b"1\r\nx\r\n0\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+                                             b"Transfer-Encoding: chunked\r\n\r\n"),
+             _discards_a_trailer_that_must_not_be_one),
 ]
 
 
 @pytest.mark.parametrize("leniency", [pytest.param(x, id=x.name) for x in LENIENCIES])
-def test_known_leniency_is_required_by_the_rfc(leniency):
+def test_known_leniency_is_required_or_granted_by_the_rfc(leniency):
     """fastsrv accepts these though h11 and httptools refuse them; ``clause``
-    says why it must."""
+    says why it must, or may."""
     request, = outcome(leniency.request).requests
     assert leniency.applies(request, leniency.request)
     assert h11_parse(leniency.request).error and httptools_parse(leniency.request).error
@@ -705,6 +719,19 @@ def test_long_content_length_with_a_method_llhttp_does_not_know_is_checked_again
                       body=b"hello")
     request, = outcome(data).requests
     assert (request["method"], request["body"]) == (b"helloPOST", b"hello")
+    assert h11_parse(data).error and httptools_parse(data).error
+    assert disagreements(data) == []
+
+
+def test_trailers_that_both_oracles_refuse_for_framing_are_discarded():
+    """Found by fuzz/fuzz_differential.py: Content-Length and two
+    Transfer-Encodings in the trailer section make llhttp see CL with TE, and
+    h11 two Transfer-Encodings; fastsrv frames the message by its header
+    section and discards those trailers (RFC 9112 7.1.2), the leniency named."""
+    data = _with_head(*_CHUNKED, body=b"5\r\nhello\r\n0\r\nContent-Length: 5\r\nX-Sum: 1\r\n"
+                      b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n")
+    request, = outcome(data).requests
+    assert (request["body"], request["trailers"]) == (b"hello", [(b"x-sum", b"1")])
     assert h11_parse(data).error and httptools_parse(data).error
     assert disagreements(data) == []
 
