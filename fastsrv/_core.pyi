@@ -24,10 +24,12 @@ class ProtocolConfig:
     body_high_water: int
     pipeline_high_water: int
     access_log: Any
+    underscores_in_headers: bool
     def __init__(self, limits: Optional[Limits] = ..., header_timeout: float = ...,
                  body_timeout: float = ..., keepalive_timeout: float = ...,
                  body_high_water: int = ..., pipeline_high_water: int = ...,
-                 access_log: Any = ..., write_timeout: float = ...) -> None: ...
+                 access_log: Any = ..., write_timeout: float = ..., ws: Any = ...,
+                 underscores_in_headers: bool = ...) -> None: ...
 
 class Route:
     def __init__(self, handlers: Mapping[str, Callable[[Request], Any]],

@@ -21,7 +21,7 @@ from libc.string cimport memchr
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fastsrv._parser cimport (
-    RequestParser, Limits, HeaderSpan, scratch_spans, _ieq,
+    RequestParser, Limits, HeaderSpan, _ieq,
     PARSE_NEED_MORE, PARSE_DONE, PARSE_ERROR, BODY_NONE, BODY_LENGTH,
 )
 from fastsrv._request cimport Request, BodyStream, ConnectionBase, ShutdownSignal
@@ -115,11 +115,12 @@ cdef class ProtocolConfig:
     cdef public Py_ssize_t pipeline_high_water
     cdef public object access_log
     cdef public WsConfig ws            # None: WebSocket upgrades are refused (501)
+    cdef public bint underscores_in_headers   # keep fields named with "_" (dropped by default)
 
     def __init__(self, Limits limits=None, double header_timeout=10.0, double body_timeout=30.0,
                  double keepalive_timeout=5.0, Py_ssize_t body_high_water=256 * 1024,
                  Py_ssize_t pipeline_high_water=256 * 1024, access_log=None, double write_timeout=30.0,
-                 WsConfig ws=WsConfig()):
+                 WsConfig ws=WsConfig(), bint underscores_in_headers=False):
         self.limits = limits if limits is not None else Limits()
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
@@ -129,6 +130,7 @@ cdef class ProtocolConfig:
         self.pipeline_high_water = pipeline_high_water
         self.access_log = access_log
         self.ws = ws
+        self.underscores_in_headers = underscores_in_headers
 
 
 @cython.final
@@ -544,7 +546,7 @@ cdef class HttpProtocol(ConnectionBase):
         self.asgi = asgi
         self.config = registry.config
         self.loop = registry.loop
-        self.parser = RequestParser(self.config.limits)
+        self.parser = RequestParser(self.config.limits, self.config.underscores_in_headers)
         self.shutdown_signal = registry.shutdown_signal
 
     # ---- asyncio.Protocol ----
@@ -693,15 +695,14 @@ cdef class HttpProtocol(ConnectionBase):
                     break
                 if not self.active:
                     self.registry.became_active(self)
-            rc = parser.scan_head(p + pos, n - pos)
+            rc = parser.read_head(p + pos, n - pos)
             if rc == PARSE_NEED_MORE:
-                # the head timeout runs from its first partial read (a head
-                # that arrives whole needs no clock)
+                # the bytes so far can still begin a valid request (read_head
+                # refuses a head at its first invalid byte); the head timeout
+                # runs from its first partial read (a whole head needs no clock)
                 if self.deadline_kind != DL_HEADER:
                     self.set_deadline(DL_HEADER, self.config.header_timeout)
                 break
-            if rc == PARSE_DONE:
-                rc = parser.parse_head(p + pos, scratch_spans())
             if rc == PARSE_ERROR:
                 self.reject(parser.error_status, parser.error_reason)
                 return n

@@ -217,8 +217,11 @@ cdef class BodyStream:
 cdef class Headers:
     """Request header fields: case-insensitive, in the order they were sent.
 
-    Values are ``str`` (decoded as Latin-1, as HTTP defines).  ``raw`` holds
-    the ``(name, value)`` bytes pairs exactly as received.
+    Values are ``str`` (decoded as Latin-1, as HTTP defines);
+    ``Request.raw_headers`` holds the ``(name, value)`` bytes pairs.  Fields
+    named with an underscore are dropped unless the server keeps them
+    (``--underscores-in-headers``); for an absolute-form request-target,
+    ``host`` is the target's authority, whatever Host said (RFC 9112 3.2.2).
     """
     cdef list _items
 
@@ -431,7 +434,10 @@ cdef class Request:
 
     @property
     def raw_headers(self):
-        """``(name, value)`` bytes pairs exactly as received."""
+        """``(name, value)`` bytes pairs as received, in order; as in
+        ``headers``, fields named with an underscore are left out (unless the
+        server keeps them) and an absolute-form target's authority is the
+        Host value (RFC 9112 3.2.2)."""
         cdef const char* base = PyBytes_AS_STRING(self._raw) + self._base
         cdef Py_ssize_t k
         cdef list out = []

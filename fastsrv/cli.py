@@ -104,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="cut a client that reads none of a pending response for this long")
     run.add_argument("--max-connections", type=int, default=0)
     run.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
+    run.add_argument("--underscores-in-headers", action="store_true",
+                     help="keep header and trailer fields whose name has an underscore (Content_Length); "
+                          "by default they are dropped, as nginx does, since CGI-style code reads them as "
+                          "their hyphenated twins (logged at debug)")
     run.set_defaults(run_parser=run)     # the supervisor passes the options on to its workers
     from fastsrv import benchcmd
     benchcmd.add_parser(sub)
@@ -147,6 +151,7 @@ def _config(args: argparse.Namespace) -> Config:
         header_timeout=args.header_timeout, body_timeout=args.body_timeout,
         write_timeout=args.write_timeout,
         max_connections=args.max_connections, max_body_bytes=args.max_body_bytes,
+        underscores_in_headers=args.underscores_in_headers,
         interface=args.interface, lifespan=args.lifespan, root_path=args.root_path,
         asgi_eager=args.asgi_eager,
         asgi_task_start=args.asgi_task_start,

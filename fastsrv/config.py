@@ -47,6 +47,10 @@ class Config:
     max_body_bytes: int = 10 * 1024 * 1024
     max_connections: int = 0
 
+    # header and trailer fields named with "_" (Content_Length) are dropped,
+    # as nginx does: CGI-style normalizers read them as their "-" twins
+    underscores_in_headers: bool = False
+
     # timeouts, seconds (0 disables)
     header_timeout: float = 10.0
     body_timeout: float = 30.0

@@ -247,7 +247,8 @@ class Server:
         pconfig = ProtocolConfig(cfg.limits(), cfg.header_timeout, cfg.body_timeout,
                                  cfg.keepalive_timeout,
                                  access_log=logging.getLogger("fastsrv.access") if cfg.access_log else None,
-                                 write_timeout=cfg.write_timeout, ws=cfg.ws_config())
+                                 write_timeout=cfg.write_timeout, ws=cfg.ws_config(),
+                                 underscores_in_headers=cfg.underscores_in_headers)
         self.registry = registry = ConnectionRegistry(pconfig, cfg.max_connections)
         registry.start(loop)
         router = self.app.router() if self.asgi is None else Router()

@@ -6,6 +6,11 @@ in 1-7 byte pieces; the invariants:
 
 * the outcome (completed requests, then the error status and reason) is the
   same however the bytes are split;
+* the early verdict: the bytes up to the split offset alone (a client that
+  has sent only those) get the whole's verdict or none: the requests they
+  complete are the whole's first ones, and if they are refused, it is with
+  the whole's status and reason after the same requests.  A prefix is never
+  refused where the whole is accepted, nor refused differently;
 * nothing but ``ParseError`` escapes, and its status is one the server
   answers with;
 * every accepted request is well formed: a token method, a version of 1.0 or
@@ -66,6 +71,12 @@ def test_one_input(raw: bytes) -> None:
         check_request(request, limits)
     halves = feed_pieces([data[:split], data[split:]], limits)
     assert halves == whole, f"split at {split}: {halves} != whole: {whole}"
+    prefix = feed_pieces([data[:split]], limits)
+    if prefix.status is None:
+        assert prefix.requests == whole.requests[:len(prefix.requests)], \
+            f"the first {split} bytes complete {prefix.requests}, the whole {whole.requests}"
+    else:
+        assert prefix == whole, f"the first {split} bytes get {prefix}, the whole {whole}"
     if flags & common.SMALL_PIECES:
         size = 1 + (flags >> 2) % 7
         pieces = feed_pieces(common.pieces_of(data, size), limits)

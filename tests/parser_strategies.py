@@ -83,11 +83,13 @@ def chunk_extensions(draw) -> bytes:
 def requests(draw, last: bool = True) -> bytes:
     """One valid request; unless ``last``, one that keeps the connection open."""
     version = draw(st.sampled_from([b"1.1", b"1.1", b"1.0"]))
-    lines = [draw(st.sampled_from(METHODS)) + b" " + draw(targets()) + b" HTTP/" + version]
+    target = draw(targets())
+    lines = [draw(st.sampled_from(METHODS)) + b" " + target + b" HTTP/" + version]
     fields = draw(st.lists(field_lines(), max_size=4))
     if version == b"1.1" or draw(st.booleans()):
-        fields.append(b"Host: " + draw(st.text(HOST_CHARS, max_size=10)).encode()
-                      + draw(st.sampled_from([b"", b":8080"])))
+        # empty only where an absolute-form target names the host (RFC 9112 3.2.2)
+        host = draw(st.text(HOST_CHARS, min_size=0 if target.startswith(b"http:") else 1, max_size=10))
+        fields.append(b"Host: " + host.encode() + draw(st.sampled_from([b"", b":8080"])))
     if version == b"1.0" and not last:
         fields.append(b"Connection: keep-alive")
     elif last and draw(st.booleans()):

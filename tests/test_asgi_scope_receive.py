@@ -98,15 +98,40 @@ def test_scope_headers_are_lowercased_bytes_pairs_in_order_with_repeats(serve, c
     c = client_factory(start(serve, scope_recorder(seen)).port)
     c.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-Dup: 1\r\nUSER-AGENT: Probe/1.0\r\n"
            b"Content-Type: Text/HTML\r\nx-dup: 2\r\nX-Pad:   padded value  \r\n"
-           b"X-Odd-Name_1: v\r\nX-DUP: 3\r\n\r\n")
+           b"X-Odd.Name~1: v\r\nX-DUP: 3\r\n\r\n")
     assert c.read_response().status == 200
     headers = seen.wait()[0]["headers"]
     assert all(type(k) is bytes and type(v) is bytes for k, v in headers)
     assert headers == [
         (b"host", b"t"), (b"x-dup", b"1"), (b"user-agent", b"Probe/1.0"),
         (b"content-type", b"Text/HTML"), (b"x-dup", b"2"), (b"x-pad", b"padded value"),
-        (b"x-odd-name_1", b"v"), (b"x-dup", b"3"),
+        (b"x-odd.name~1", b"v"), (b"x-dup", b"3"),
     ]
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["default", "underscores_in_headers"])
+def test_scope_headers_leave_out_names_with_an_underscore_unless_kept(serve, client_factory, keep):
+    """Content_Length must not pass for Content-Length in an app (or a
+    framework) that maps "_" and "-" alike; nginx drops such fields too."""
+    seen = Seen()
+    c = client_factory(start(serve, scope_recorder(seen), underscores_in_headers=keep).port)
+    c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent_Length: 9\r\nX_Forwarded_For: 10.0.0.1\r\n"
+           b"Content-Length: 2\r\n\r\nhi")
+    assert c.read_response().status == 200
+    kept = [(b"content_length", b"9"), (b"x_forwarded_for", b"10.0.0.1")] if keep else []
+    assert seen.wait()[0]["headers"] == [(b"host", b"t"), *kept, (b"content-length", b"2")]
+
+
+def test_scope_host_is_the_authority_of_an_absolute_form_target(serve, client_factory):
+    """RFC 9112 3.2.2: the server MUST ignore Host and use the target's
+    authority; the app sees that as the host header."""
+    seen = Seen()
+    c = client_factory(start(serve, scope_recorder(seen)).port)
+    c.send(b"GET http://a.example:8080/p?q=1 HTTP/1.1\r\nHost: other.example\r\n\r\n")
+    assert c.read_response().status == 200
+    scope = seen.wait()[0]
+    assert scope["headers"] == [(b"host", b"a.example:8080")]
+    assert (scope["path"], scope["query_string"]) == ("/p", b"q=1")
 
 
 def test_scope_client_and_server_are_the_socket_addresses(serve, client_factory):

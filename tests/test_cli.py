@@ -1,8 +1,11 @@
 """The ``fastsrv run`` command line."""
 
+import json
 import signal
 import subprocess
 import sys
+
+import pytest
 
 from conftest import RawClient
 
@@ -33,3 +36,20 @@ def test_app_reference_without_attribute_is_explained():
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert "MODULE:ATTR" in out.stderr
+
+
+@pytest.mark.parametrize("args, kept", [([], False), (["--underscores-in-headers"], True),
+                                        (["--underscores-in-headers", "--workers", "1"], True)],
+                         ids=["default", "flag", "flag-passed-to-workers"])
+def test_underscores_in_headers_keeps_the_fields_that_are_dropped_by_default(process_server, args, kept):
+    p = process_server(["tests.apps.asgi_raw:app", "--lifespan", "off", *args])
+    if "--workers" in args:
+        p.READY = b"worker(s) serving on"
+    p.wait_ready()
+    c = RawClient(p.port)
+    c.send(b"GET /scope HTTP/1.1\r\nHost: t\r\nX_Secret: 1\r\nX-Open: 2\r\n\r\n")
+    headers = json.loads(c.read_response().body)["headers"]
+    c.close()
+    assert headers == [["host", "t"], *([["x_secret", "1"]] if kept else []), ["x-open", "2"]]
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0

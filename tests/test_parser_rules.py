@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastsrv._parser import Limits
+from fastsrv._parser import Limits, RequestParser
 from parser_harness import http, outcome, parse, parse_one, rejection
 from parser_strategies import mutated_streams, request_streams
 
@@ -61,17 +61,30 @@ def test_content_length_leading_zeros_are_digits():
     assert parse_one(post(b"Content-Length: " + b"0" * 30 + b"5", body=b"hello"))["body"] == b"hello"
 
 
-def test_content_length_too_large_for_int64_is_413():
-    assert rejection(post(b"Content-Length: 99999999999999999999")) == 413
+def test_content_length_too_large_for_int64_is_400():
+    """Not a number the server can hold (RFC 9110 8.6: a recipient MUST
+    prevent integer overflow), so not a valid Content-Length; 413 is for a
+    well-formed length above the body limit."""
+    assert rejection(post(b"Content-Length: 99999999999999999999")) == 400
+    assert rejection(post(b"Content-Length: 9223372036854775808")) == 400
+    assert rejection(post(b"Content-Length: 9223372036854775807")) == 413
+
+
+def test_identical_content_length_lines_are_one_value():
+    assert parse_one(post(b"Content-Length: 5", b"Content-Length: 5", body=b"hello"))["body"] == b"hello"
 
 
 @pytest.mark.parametrize("fields", cases(
-    ("repeated-lines", [b"Content-Length: 5", b"Content-Length: 5"]),
-    ("comma-list", [b"Content-Length: 5,5 , 5"]),
+    ("identical", [b"Content-Length: 5, 5"]),
+    ("identical-without-space", [b"Content-Length: 5,5 , 5"]),
     ("list-and-line", [b"Content-Length: 5, 5", b"Content-Length: 5"]),
+    ("trailing-comma", [b"Content-Length: 5,"]),
 ))
-def test_identical_content_lengths_are_one_value(fields):
-    assert parse_one(post(*fields, body=b"hello"))["body"] == b"hello"
+def test_content_length_list_is_400_even_of_identical_values(fields):
+    """RFC 9110 8.6 lets a recipient reject it; nginx does: an intermediary
+    that reads the list otherwise (its first element, or as invalid and so
+    no body) would frame the message differently."""
+    assert rejection(post(*fields, body=b"hello")) == 400
 
 
 @pytest.mark.parametrize("fields", cases(
@@ -103,6 +116,37 @@ def test_chunk_extensions_are_accepted_and_ignored():
     assert parse_one(chunked(body))["body"] == b"hello"
 
 
+@pytest.mark.parametrize("extension", [b";a", b";a=b", b"; a = b", b";\ta\t=\t\"b c\"", b';a="\\\""', b";a;b=c;d",
+                                       b';a="" ;b', b";!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~", b';a="\xff\\\xff"'])
+def test_chunk_extension_grammar_is_accepted(extension):
+    """RFC 9112 7.1.1: *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ),
+    ext-val = token / quoted-string."""
+    assert parse_one(chunked(b"1" + extension + b"\r\nx\r\n0\r\n\r\n"))["body"] == b"x"
+
+
+@pytest.mark.parametrize("extension", cases(
+    ("no-name", b";"),
+    ("no-name-before-value", b";=b"),
+    ("empty-between-semicolons", b";a;;b"),
+    ("name-not-a-token", b";a(b"),
+    ("quoted-name", b';"a"'),
+    ("no-value", b";a="),
+    ("value-not-a-token", b";a=b@c"),
+    ("value-two-tokens", b";a=b c"),
+    ("unterminated-quote", b';a="b'),
+    ("text-after-quote", b';a="b"c'),
+    ("control-in-quote", b';a="b\x01"'),
+    ("whitespace-after-name-at-end", b";a "),
+    ("whitespace-after-value-at-end", b";a=b\t"),
+    ("whitespace-after-quote-at-end", b';a="b" '),
+    ("two-equals", b";a==b"),
+))
+def test_chunk_extension_outside_the_grammar_is_400(extension):
+    """Regression: ``2;`` (no name after the semicolon) and any other byte
+    that is not text were accepted as an extension."""
+    assert rejection(chunked(b"1" + extension + b"\r\nx\r\n0\r\n\r\n")) == 400
+
+
 def test_chunk_extension_length_is_bounded():
     assert rejection(chunked(b"1;" + b"x" * 5000 + b"\r\na\r\n0\r\n\r\n")) == 400
 
@@ -113,13 +157,28 @@ def test_trailers_are_returned_with_lowercase_names():
     assert request["body"] == b"x"
 
 
+@pytest.mark.parametrize("name", [b"Content-Length", b"Transfer-Encoding", b"Host", b"Authorization",
+                                  b"Content-Type", b"Content-Encoding", b"Connection", b"Upgrade", b"Trailer",
+                                  b"TE", b"Expect", b"Range", b"Cache-Control", b"Cookie", b"If-Match"])
+def test_fields_that_must_not_be_trailers_are_dropped(name):
+    """RFC 9110 6.5.1: framing, routing, request modifiers, authentication
+    and content format cannot come after the content; such a trailer never
+    reaches the application, and the rest of the request still does."""
+    request = parse_one(chunked(b"1\r\nx\r\n0\r\nX-Before: 1\r\n" + name + b": 5\r\nX-After: 2\r\n\r\n"))
+    assert request["trailers"] == [(b"x-before", b"1"), (b"x-after", b"2")]
+    assert request["body"] == b"x"
+
+
 @pytest.mark.parametrize("size_line", [b"0x5", b"+5", b"-5", b"5_0", b" 5", b"5 ", b"", b"g", b";a"])
 def test_chunk_size_is_hex_digits_only(size_line):
     assert rejection(chunked(size_line + b"\r\nhello\r\n0\r\n\r\n")) == 400
 
 
-def test_chunk_size_overflow_is_413():
-    assert rejection(chunked(b"F" * 16 + b"\r\n")) == 413
+def test_chunk_size_overflow_is_400():
+    """A chunk size that does not fit in 64 bits is not a number the server
+    can hold (RFC 9112 7.1: a recipient MUST prevent integer overflow)."""
+    assert rejection(chunked(b"F" * 16 + b"\r\n")) == 400
+    assert rejection(chunked(b"0" * 20 + b"7" + b"F" * 15 + b"\r\n")) == 413    # fits: over the body limit
 
 
 @pytest.mark.parametrize("body", cases(
@@ -254,10 +313,34 @@ def test_http10_may_omit_host_but_not_repeat_it():
     assert rejection(get(b"Host: a", b"Host: b", version=b"1.0")) == 400
 
 
-@pytest.mark.parametrize("value", [b"", b"example.com", b"example.com:8080", b"[::1]:80", b"10.0.0.1",
+@pytest.mark.parametrize("value", [b"example.com", b"example.com:8080", b"[::1]:80", b"10.0.0.1",
                                    b"xn--bcher-kva.example", b"a%20b", b"a!$&'()*+,;=b"])
 def test_host_accepts_uri_host_and_port(value):
     assert parse_one(get(b"Host: " + value))["headers"] == [(b"Host", value)]
+
+
+@pytest.mark.parametrize("line", [b"GET / HTTP/1.1", b"GET /a?b HTTP/1.0", b"OPTIONS * HTTP/1.1"])
+def test_empty_host_without_an_absolute_form_target_is_400(line):
+    """The target URI is then http://<Host>/...; an http URI with an empty
+    host is invalid (RFC 9110 4.2.1), and RFC 9112 3.3 lets the server
+    reject it."""
+    assert rejection(http(line, b"Host:")) == 400
+    assert rejection(http(line, b"Host: \t ")) == 400
+
+
+@pytest.mark.parametrize("target, host", [(b"http://a.example/x", b"a.example"),
+                                          (b"https://a.example:8443?q", b"a.example:8443"),
+                                          (b"HTTP://[::1]:80/", b"[::1]:80")])
+def test_absolute_form_authority_is_the_host_whatever_host_says(target, host):
+    """RFC 9112 3.2.2: an origin server MUST ignore the Host field of an
+    absolute-form request and use the target's authority; Host must still
+    be there (HTTP/1.1) and valid, and may be empty."""
+    for sent in (b"Host: other.example", b"Host:"):
+        request = parse_one(http(b"GET " + target + b" HTTP/1.1", b"X: 1", sent, b"Y: 2"))
+        assert request["headers"] == [(b"X", b"1"), (b"Host", host), (b"Y", b"2")]
+        assert request["target"] == target
+    assert rejection(http(b"GET " + target + b" HTTP/1.1")) == 400
+    assert rejection(http(b"GET " + target + b" HTTP/1.1", b"Host: a b")) == 400
 
 
 @pytest.mark.parametrize("value", [b"a b", b"a/b", b"user@a", b"a?b", b"a#b", b'a"b', b"a\\b", b"caf\xe9"])
@@ -272,6 +355,14 @@ def test_method_is_a_token(method):
     assert rejection(http(method + b" / HTTP/1.1", HOST)) == 400
 
 
+def test_method_longer_than_the_request_line_limit_is_501_not_414():
+    """RFC 9112 3.1: a method longer than any the server implements SHOULD
+    be answered 501; 414 is about the target (RFC 9110 15.5.15)."""
+    assert rejection(http(b"M" * 33 + b" / HTTP/1.1", HOST), SMALL) == 501
+    assert rejection(b"M" * 33, SMALL) == 501                       # refused before its end arrives
+    assert rejection(http(b"M" * 28 + b" /" + b"a" * 3 + b" HTTP/1.1", HOST), SMALL) == 414
+
+
 def test_method_may_be_any_token():
     assert parse_one(http(b"!#$%&'*+-.^_`|~09azAZ / HTTP/1.1", HOST))["method"] == b"!#$%&'*+-.^_`|~09azAZ"
 
@@ -279,6 +370,35 @@ def test_method_may_be_any_token():
 @pytest.mark.parametrize("name", [b"", b"X(a)", b"X/a", b"X\x00", b"X\xe9", b'"X"', b"X{a}", b"X@a"])
 def test_field_name_is_a_token(name):
     assert rejection(get(HOST, name + b": v")) == 400
+
+
+@pytest.mark.parametrize("name", [b"Content_Length", b"Transfer_Encoding", b"X_Forwarded_For", b"_", b"a_"])
+def test_field_names_with_an_underscore_are_dropped(name):
+    """CGI/WSGI-style code turns "_" and "-" into the same name, so a
+    ``Content_Length`` could pass for the framing field; as nginx does by
+    default, such fields never reach the application."""
+    request = parse_one(post(name + b": 3", b"Content-Length: 2", body=b"hi"))
+    assert request["headers"] == [(b"Host", b"a"), (b"Content-Length", b"2")]
+    assert request["body"] == b"hi"
+    assert parse_one(chunked(b"0\r\n" + name + b": 1\r\nX: 2\r\n\r\n"))["trailers"] == [(b"x", b"2")]
+
+
+def test_field_names_with_an_underscore_are_kept_when_asked():
+    fields = [(b"Host", b"a"), (b"X_Y", b"1"), (b"Content_Length", b"9"), (b"Content-Length", b"2")]
+    parser = RequestParser(underscores_in_headers=True)
+    request, = parser.feed(post(b"X_Y: 1", b"Content_Length: 9", b"Content-Length: 2", body=b"hi"))
+    assert (request["headers"], request["body"]) == (fields, b"hi")
+    request, = parser.feed(chunked(b"0\r\nX_Y: 1\r\n\r\n"))
+    assert request["trailers"] == [(b"x_y", b"1")]
+
+
+def test_a_dropped_field_is_logged_at_debug(caplog):
+    with caplog.at_level("DEBUG", logger="fastsrv.error"):
+        parse_one(get(HOST, b"X_Y: 1"))
+        parse_one(chunked(b"0\r\nHost: evil\r\n\r\n"))
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
+    assert any("X_Y" in m and "underscore" in m for m in messages), messages
+    assert any("host" in m and "trailer" in m for m in messages), messages
 
 
 @pytest.mark.parametrize("value", cases(
@@ -381,9 +501,16 @@ def test_malformed_versions_are_400(line):
 
 # --- request target (RFC 9112 3.2) ---
 
-@pytest.mark.parametrize("target", [b"/", b"/a%20b/c?d=e&f=/g?", b"//a//b", b"/?", b"/a#frag"])
+@pytest.mark.parametrize("target", [b"/", b"/a%20b/c?d=e&f=/g?", b"//a//b", b"/?", b"/%23"])
 def test_origin_form_target_is_returned_as_sent(target):
     assert parse_one(http(b"GET " + target + b" HTTP/1.1", HOST))["target"] == target
+
+
+@pytest.mark.parametrize("target", [b"/a#frag", b"/#", b"/?q#", b"http://a/#x", b"http://a#x", b"#"])
+def test_fragment_in_the_target_is_400(target):
+    """A fragment is not part of any request-target form (RFC 9112 3.2:
+    origin-form = absolute-path [ "?" query ])."""
+    assert rejection(http(b"GET " + target + b" HTTP/1.1", HOST)) == 400
 
 
 @pytest.mark.parametrize("target", [b"http://a/b?c", b"https://a:443", b"HTTP://A"])
@@ -399,6 +526,19 @@ def test_asterisk_form_is_only_for_options():
 
 @pytest.mark.parametrize("target", [b"a/b", b"http://", b"ftp://a/", b"/a\x00", b"/\xe9", b"/a\x7f"])
 def test_other_targets_are_400(target):
+    assert rejection(http(b"GET " + target + b" HTTP/1.1", HOST)) == 400
+
+
+@pytest.mark.parametrize("target", cases(
+    ("empty-host", b"http:///a"),
+    ("empty-host-with-query", b"https://?a"),
+    ("userinfo", b"http://user@a/"),
+    ("userinfo-with-password", b"http://user:pw@a/"),
+    ("host-with-quote", b'http://a"b/'),
+))
+def test_absolute_form_target_names_a_host_without_userinfo(target):
+    """RFC 9110 4.2.1: an http URI with an empty host MUST be rejected as
+    invalid; 4.2.4: userinfo SHOULD be treated as an error."""
     assert rejection(http(b"GET " + target + b" HTTP/1.1", HOST)) == 400
 
 
@@ -483,6 +623,18 @@ def test_pipelined_requests_are_returned_in_order():
     requests = parse(data)
     assert [(r["method"], r["body"]) for r in requests] == [
         (b"GET", b""), (b"POST", b"x"), (b"POST", b"yz"), (b"GET", b"")]
+
+
+def test_fields_judged_before_the_head_is_complete_are_not_counted_twice():
+    """A head that arrives in pieces has each field line judged as it
+    completes (a second Host or Content-Length is refused there), then the
+    whole head is parsed once more: each pass counts the fields itself."""
+    head = http(POST, HOST, b"Content-Length: 2", b"Content-Length: 2", b"Expect: 100-continue", body=b"hi")
+    for cut in range(1, len(head)):
+        parser = RequestParser()
+        assert parser.feed(head[:cut]) == []
+        request, = parser.feed(head[cut:])
+        assert (request["body"], request["expect_continue"]) == (b"hi", True)
 
 
 def test_requests_before_a_malformed_one_are_kept():
