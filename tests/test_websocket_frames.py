@@ -22,7 +22,7 @@ DEFLATE = ("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits
 @pytest.fixture(params=["native", "asgi"])
 def server(request, serve):
     app = apps.native if request.param == "native" else apps.asgi
-    return lambda **kw: serve(app, lifespan="off", **kw)
+    return lambda **kw: serve(app, lifespan="off", exit_wait_time=1.0, **kw)
 
 
 @pytest.fixture
@@ -256,7 +256,7 @@ def test_a_huge_compressed_frame_is_inflated_as_it_arrives_not_buffered(server):
 def test_many_empty_messages_the_app_does_not_read_stop_reading(serve):
     """Messages waiting for the app count for more than their bytes, so a
     flood of empty ones pauses reading too."""
-    port = serve(apps.native, ws_max_size=1 << 20).port
+    port = serve(apps.native, ws_max_size=1 << 20, exit_wait_time=1.0).port
     c = WSClient(port, "/forever")
     c.sock.settimeout(0.5)
     batch = frame(BINARY, b"", key=b"abcd") * 10_000          # 60 kB of empty messages

@@ -20,7 +20,7 @@ KEY = base64.b64encode(b"0123456789abcdef")
 @pytest.fixture(params=["native", "asgi"])
 def port(request, serve):
     app = apps.native if request.param == "native" else apps.asgi
-    return serve(app, lifespan="off", header_timeout=1.0).port
+    return serve(app, lifespan="off", header_timeout=1.0, exit_wait_time=1.0).port
 
 
 def answer(port: int, data: bytes, wait: float = 1.5) -> tuple[bytes, bool, float]:
@@ -127,9 +127,9 @@ def test_the_asgi_denial_extension_sends_a_full_http_response(serve):
 
 def test_a_path_without_a_websocket_handler_is_served_as_plain_http(serve):
     port = serve(apps.native).port
-    response, _, _ = answer(port, handshake_request("/", KEY))
+    response, _, _ = answer(port, handshake_request("/", KEY), wait=0.3)
     assert status(response) == 200 and response.endswith(b"hello"), response
-    response, _, _ = answer(port, handshake_request("/nowhere", KEY))
+    response, _, _ = answer(port, handshake_request("/nowhere", KEY), wait=0.3)
     assert status(response) == 404
 
 
