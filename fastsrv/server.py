@@ -173,7 +173,9 @@ class Server:
 
     @property
     def port(self) -> int:
-        """The bound port (useful with ``port=0``)."""
+        """The bound port (useful with ``port=0``; 0 on a Unix socket)."""
+        if self.sockets and self.sockets[0].family == socket.AF_UNIX:
+            return 0
         return self.sockets[0].getsockname()[1] if self.sockets else self.config.port
 
     async def serve(self) -> int:
