@@ -27,7 +27,7 @@ cdef dict ws_scope(ASGIApp app, HttpProtocol conn, Request req, list headers, li
     scope["type"] = T_WEBSOCKET
     scope["scheme"] = SCHEME_WSS if scope["scheme"] in (SCHEME_HTTPS, SCHEME_WSS) else SCHEME_WS
     del scope["method"]
-    scope["headers"] = headers
+    scope["headers"] = headers if req._host is None else _with_host(headers, req._host)
     scope["subprotocols"] = subprotocols
     scope["extensions"]["websocket.http.response"] = {}
     return scope
