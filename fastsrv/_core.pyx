@@ -31,7 +31,7 @@ from fastsrv._response cimport (
     WriteBuffer, Response, StreamingResponse, shared_buffer, write_head, write_simple,
     write_asgi_head, end_head, content_type_line, body_allowed, HeadLines, default_head,
 )
-from fastsrv._proxy cimport ProxyHeaders
+from fastsrv._proxy cimport ProxyHeaders, has_proxy_headers
 from fastsrv._metrics cimport (Metrics, G_IN_FLIGHT, G_OPEN, G_WEBSOCKETS, G_DRAINING,
                                F_CONNECTIONS_TOTAL, F_WEBSOCKETS_TOTAL)
 
@@ -190,6 +190,14 @@ cdef class Router:
 
     def set_dynamic(self, matcher):
         self.dynamic = matcher
+
+    def copy(self):
+        """A router with the same routes, for a server to add its own paths
+        (health, metrics) to without changing the app's."""
+        cdef Router r = Router()
+        r.static = dict(self.static)
+        r.dynamic = self.dynamic
+        return r
 
     cdef inline object resolve(self, Request req, bint* is_async, int* status):
         cdef object route_obj = self.static.get(req.path)
@@ -602,7 +610,8 @@ cdef class HttpProtocol(ConnectionBase):
     cdef Metrics metrics
     cdef HeadLines head
     cdef bint timed                 # a response's duration is wanted (metrics, access log)
-    cdef double started             # when the current request's head was parsed
+    cdef double read_at             # when the bytes being parsed were read
+    cdef double started             # ... for the current request
     cdef long long sent_bytes       # body bytes of the current response
     cdef dict tls_ext               # the ASGI tls extension of this connection
 
@@ -682,6 +691,8 @@ cdef class HttpProtocol(ConnectionBase):
         cdef Py_ssize_t consumed, n
         cdef bytearray b
         global _dispatching
+        if self.timed:
+            self.read_at = _now()
         _dispatching = self
         try:
             if self.buf is None or PyByteArray_GET_SIZE(self.buf) == 0:
@@ -818,9 +829,12 @@ cdef class HttpProtocol(ConnectionBase):
         self.keep_alive = req.keep_alive
         self.deadline_kind = DL_NONE
         if self.timed:
-            self.started = _now()
+            # from the read that completed its head (pipelined requests share
+            # it: one clock read per batch, and their wait behind the ones
+            # before them is part of their time)
+            self.started = self.read_at
             self.sent_bytes = 0
-        if self.proxy is not None:
+        if self.proxy is not None and has_proxy_headers(req):
             self.proxy.apply(req)
         if req.upgrade and _wants_websocket(req) and self.start_websocket(req, p, pos, n):
             return n
@@ -1478,6 +1492,8 @@ cdef class HttpProtocol(ConnectionBase):
         if self.closing:
             return 0
         if b is not None and PyByteArray_GET_SIZE(b) and not self.busy and not self.paused_writing:
+            if self.timed:
+                self.read_at = _now()
             _dispatching = self
             try:
                 consumed = self.process(None, PyByteArray_AS_STRING(b), PyByteArray_GET_SIZE(b))

@@ -17,7 +17,7 @@ metric                                 type       labels / meaning
 fastsrv_requests_total                 counter    ``method`` (GET ... OPTIONS, other),
                                                   ``status`` (1xx ... 5xx); a request that
                                                   could not be parsed counts as ``other``
-fastsrv_request_duration_seconds       histogram  head parsed -> response written
+fastsrv_request_duration_seconds       histogram  the read that completed the head -> response written
 fastsrv_requests_in_flight             gauge      requests being read or answered
 fastsrv_connections_open               gauge      open HTTP connections
 fastsrv_connections_idle               gauge      open, with no request in progress
@@ -82,7 +82,7 @@ class _Collector:
         yield requests
         buckets = [(_le(bound), count) for bound, count in zip((*BUCKETS, float("inf")), snap["buckets"])]
         yield HistogramMetricFamily("fastsrv_request_duration_seconds",
-                                    "From the request head parsed to the response written",
+                                    "From the read that completed the request head to the response written",
                                     buckets=buckets, sum_value=snap["duration_sum"])
         yield GaugeMetricFamily("fastsrv_requests_in_flight", "Requests being read or answered",
                                 value=snap["in_flight"])

@@ -282,7 +282,8 @@ class Server:
         if self.request_limit:
             registry.request_limit = self.request_limit
             registry.on_request_limit = self._request_limit_reached
-        router = self.app.router() if self.asgi is None else Router()
+        # the server's own paths go into a copy: the app's router may serve another server too
+        router = self.app.router().copy() if self.asgi is None else Router()
         self._add_health_routes(router)
         asgi = self.asgi
         ssl_context = cfg.ssl_context
