@@ -358,6 +358,32 @@ def _forwarded_options(args: argparse.Namespace, skip: set[str]) -> list[str]:
     return argv
 
 
+def config_argv(config: Config) -> list[str]:
+    """The ``run`` options that make ``config`` (those that differ from the
+    defaults), for ``fastsrv.run(app, workers=N)``."""
+    defaults = Config()
+    run = _run_parser(_parser())
+    argv: list[str] = []
+    if config.sock is not None or config.signal_waiter is not None:
+        raise ConfigError("workers=N cannot pass an inherited socket or a signal_waiter to its workers")
+    for action in run._actions:
+        if not action.option_strings or not hasattr(config, action.dest):
+            continue
+        value = getattr(config, action.dest)
+        if value == getattr(defaults, action.dest):
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse._StoreTrueAction):
+            argv.append(flag) if value else None
+        elif isinstance(action, argparse.BooleanOptionalAction):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(action, argparse._AppendAction):
+            argv += [f"{flag}={': '.join(item) if isinstance(item, tuple) else item}" for item in value]
+        else:
+            argv.append(f"{flag}={value}")
+    return argv
+
+
 def exit_now(status: int) -> None:
     """Exit without the interpreter's teardown of every module and object.
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import random
 import signal
 import socket
@@ -589,9 +590,44 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def run(app: Any, config: Optional[Config] = None, **settings: Any) -> int:
-    """Run ``app`` on a new uvloop until it is stopped; return the exit status."""
-    return run_on_uvloop(Server(app, config, **settings).serve())
+def run(app: Any, config: Optional[Config] = None, workers: Optional[int] = None, **settings: Any) -> int:
+    """Run ``app`` on a new uvloop until it is stopped; return the exit status.
+
+    ``workers=N`` runs N worker processes under a supervisor, as ``fastsrv
+    run --workers N``: each worker imports the app, so ``app`` must be
+    importable: a ``"module:attr"`` string, or an object bound to a name in
+    an importable module (or in the script being run, guarded by ``if
+    __name__ == "__main__":``)."""
+    if workers is None:
+        return run_on_uvloop(Server(app, config, **settings).serve())
+    from fastsrv import cli
+    from fastsrv.supervisor import SUPERVISOR_FD_ENV
+    if SUPERVISOR_FD_ENV in os.environ:
+        raise ServerStateError("fastsrv.run(..., workers=N) ran again inside a worker importing the app: "
+                               "call it under `if __name__ == \"__main__\":`")
+    spec, app_dir = app_reference(app)
+    final = replace(config, **settings) if config is not None else Config(**settings)
+    return cli.main(["run", spec, "--app-dir", app_dir, "--workers", str(workers), *cli.config_argv(final)])
+
+
+def app_reference(app: Any) -> tuple[str, str]:
+    """``("module:attr", app_dir)`` by which a worker process can import ``app``."""
+    if isinstance(app, str):
+        return app, os.getcwd()
+    for name, module in list(sys.modules.items()):
+        if module is None or name.startswith("fastsrv."):
+            continue
+        for attr, value in list(vars(module).items()):
+            if value is app and not attr.startswith("__"):
+                if name == "__main__":
+                    path = getattr(module, "__file__", None)
+                    if not path:
+                        continue
+                    return f"{os.path.splitext(os.path.basename(path))[0]}:{attr}", os.path.dirname(
+                        os.path.abspath(path))
+                return f"{name}:{attr}", os.getcwd()
+    raise ConfigError("workers=N needs an app each worker can import: pass it as 'module:attr', or bind it "
+                      "to a name at the top level of a module")
 
 
 def run_on_uvloop(main: Any, leftover_timeout: float = 1.0) -> Any:

@@ -38,6 +38,11 @@ async def upload(request):
     return Response.json({"bytes": len(body)})
 
 
+@app.get("/env")
+def env(request):
+    return os.environ.get(request.query["name"], "")
+
+
 @app.get("/with-server")
 def with_server(request):
     return Response("mine", headers=[("server", "my-app/1.0")])
