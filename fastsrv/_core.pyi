@@ -3,8 +3,11 @@
 import asyncio
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from fastsrv._metrics import Metrics
 from fastsrv._parser import Limits
+from fastsrv._proxy import ProxyHeaders
 from fastsrv._request import Request, ShutdownSignal
+from fastsrv._response import HeadLines
 
 def monotonic() -> float: ...
 def debug_counters() -> dict[str, int]: ...
@@ -24,10 +27,17 @@ class ProtocolConfig:
     body_high_water: int
     pipeline_high_water: int
     access_log: Any
+    head: HeadLines
+    tls: bool
+    proxy: Optional[ProxyHeaders]
+    metrics: Optional[Metrics]
+    limit_concurrency: int
     def __init__(self, limits: Optional[Limits] = ..., header_timeout: float = ...,
                  body_timeout: float = ..., keepalive_timeout: float = ...,
                  body_high_water: int = ..., pipeline_high_water: int = ...,
-                 access_log: Any = ..., write_timeout: float = ...) -> None: ...
+                 access_log: Any = ..., write_timeout: float = ..., ws: Any = ...,
+                 head: Optional[HeadLines] = ..., tls: bool = ..., proxy: Optional[ProxyHeaders] = ...,
+                 metrics: Optional[Metrics] = ..., limit_concurrency: int = ...) -> None: ...
 
 class Route:
     def __init__(self, handlers: Mapping[str, Callable[[Request], Any]],
@@ -54,7 +64,11 @@ class ConnectionRegistry:
     def idle(self) -> int: ...
     def start(self, loop: asyncio.AbstractEventLoop) -> None: ...
     def stop(self) -> None: ...
-    def begin_drain(self) -> None: ...
+    gentle: bool
+    request_limit: int
+    on_request_limit: Optional[Callable[[], None]]
+    def begin_drain(self, gentle: bool = ...) -> None: ...
+    def expire_idle(self, grace: float) -> int: ...
     def close_idle(self) -> int: ...
     async def wait_idle(self) -> None: ...
     async def wait_closed(self) -> None: ...
