@@ -271,6 +271,7 @@ cdef class ConnectionRegistry:
     cdef object _done_future
     cdef Metrics metrics
     cdef readonly bint gentle
+    cdef double idle_grace
     cdef public long long request_limit
     cdef public object on_request_limit
 
@@ -396,6 +397,7 @@ cdef class ConnectionRegistry:
         cdef HttpProtocol p
         cdef int n = 0
         cdef double at = _now() + grace
+        self.idle_grace = grace
         for p in self.connections:
             if not p.active and not p.closing:
                 n += 1
@@ -653,8 +655,12 @@ cdef class HttpProtocol(ConnectionBase):
             self.flush()
             self.close()
             return
-        if self.registry.draining and not self.registry.gentle:
-            self.close()
+        if self.registry.draining:
+            if not self.registry.gentle:
+                self.close()
+                return
+            # accepted as the listener closed: served, but not waited for long
+            self.set_deadline(DL_IDLE, self.registry.idle_grace)
             return
         self.set_deadline(DL_IDLE, self.config.keepalive_timeout)
 

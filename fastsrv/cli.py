@@ -51,7 +51,10 @@ def load_app(spec: str, app_dir: str = ".", factory: bool = False) -> Any:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastsrv", description="A fast HTTP/1.1 server for Python.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="serve an app", description="Serve MODULE:ATTR.")
+    run = sub.add_parser("run", help="serve an app",
+                         description="Serve MODULE:ATTR. Every option can also be given as an environment "
+                                     "variable FASTSRV_<OPTION> (--ssl-certfile: FASTSRV_SSL_CERTFILE); the "
+                                     "command line wins over the environment, which wins over --env-file.")
     run.add_argument("app", help="the app to serve, as MODULE:ATTR (a fastsrv App or an ASGI app)")
     run.add_argument("--interface", default="auto", choices=INTERFACES,
                      help="how to call the app: a fastsrv App (native) or ASGI; auto tells them apart")
