@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import os
 import time
 from typing import Any
 
@@ -43,6 +44,8 @@ def configure(log_config: str | None, level: str, fmt: str) -> None:
         logging.basicConfig(level=level.upper(), format=fmt)
         return
     lower = log_config.lower()
+    if not os.path.isfile(log_config):     # fileConfig before 3.11 reads a missing file as empty
+        raise ConfigError(f"--log-config {log_config!r}: no such file")
     try:
         if lower.endswith(".json"):
             with open(log_config) as f:
@@ -55,8 +58,6 @@ def configure(log_config: str | None, level: str, fmt: str) -> None:
             logging.config.fileConfig(log_config, disable_existing_loggers=False)
     except ConfigError:
         raise
-    except FileNotFoundError:
-        raise ConfigError(f"--log-config {log_config!r}: no such file") from None
     except Exception as exc:
         raise ConfigError(f"--log-config {log_config!r} is not a logging configuration "
                           f"logging.config accepts: {exc}") from None
