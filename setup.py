@@ -18,7 +18,7 @@ import os
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["_parser", "_response", "_request", "_inplace", "_websocket", "_core"]
+MODULES = ["_parser", "_response", "_request", "_inplace", "_websocket", "_proxy", "_metrics", "_core"]
 
 debug = os.environ.get("FASTSRV_DEBUG") == "1"
 annotate = os.environ.get("FASTSRV_ANNOTATE") == "1"

@@ -19,13 +19,13 @@ class ClientGoneError(ConnectionError):
 cdef dict ASGI_SCOPE_VERSION = {"version": "3.0", "spec_version": "2.4"}
 cdef str HTTP_11 = "1.1"
 cdef str HTTP_10 = "1.0"
-cdef str SCHEME_HTTP = "http"
 cdef str T_HTTP = "http"
 cdef str T_START = "http.response.start"
 cdef str T_BODY = "http.response.body"
 cdef str T_REQUEST = "http.request"
 cdef str T_DISCONNECT = "http.disconnect"
 cdef str EXT_SHUTDOWN = "fastsrv.shutdown"
+cdef str EXT_TLS = "tls"
 cdef Py_ssize_t BIG_BODY = 64 * 1024
 
 # header names sent by most clients, lower-cased once: no bytes object is
@@ -72,6 +72,76 @@ cdef list asgi_headers(Request req):
         s = &req._spans[k]
         out.append((_lower_name(base + s.name_start, s.name_len),
                     PyBytes_FromStringAndSize(base + s.value_start, s.value_len)))
+    return out
+
+
+cdef dict _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+cdef dict _cipher_ids = {}
+
+
+def tls_extension(transport):
+    """The ASGI ``tls`` extension of a TLS connection (made once per
+    connection): the client's certificate chain (PEM) and its subject
+    (RFC 4514), the TLS version and cipher suite as their IANA numbers."""
+    import ssl
+    sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+    if sslobj is None:
+        return None
+    chain = []
+    name = None
+    der = sslobj.getpeercert(binary_form=True)
+    if der:
+        verified = getattr(sslobj, "get_verified_chain", None)     # Python 3.13
+        try:
+            certs = verified() if verified is not None else None
+        except (ValueError, ssl.SSLError):
+            certs = None
+        if certs:
+            chain = [c.public_bytes() if hasattr(c, "public_bytes") else ssl.DER_cert_to_PEM_cert(c)
+                     for c in certs]
+            chain = [c if isinstance(c, str) else ssl.DER_cert_to_PEM_cert(c) for c in chain]
+        else:
+            chain = [ssl.DER_cert_to_PEM_cert(der)]
+        subject = (sslobj.getpeercert() or {}).get("subject", ())
+        name = ",".join(["+".join([f"{_RDN_KEYS.get(k, k)}={_rdn_escape(v)}" for k, v in rdn])
+                         for rdn in reversed(subject)]) or None
+    if not _cipher_ids:
+        context = transport.get_extra_info("sslcontext")
+        for c in (context.get_ciphers() if context is not None else ()):
+            _cipher_ids[c["name"]] = c["id"] & 0xFFFF
+    cipher = sslobj.cipher()
+    return {
+        "server_cert": None,
+        "client_cert_chain": chain,
+        "client_cert_name": name,
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS.get(sslobj.version()),
+        "cipher_suite": _cipher_ids.get(cipher[0]) if cipher else None,
+    }
+
+
+cdef dict _RDN_KEYS = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
+                       "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
+                       "streetAddress": "STREET", "domainComponent": "DC", "userId": "UID"}
+
+
+cdef str _rdn_escape(str value):
+    cdef str out = value.replace("\\", "\\\\")
+    for ch in ',+"<>;=':
+        out = out.replace(ch, "\\" + ch)
+    if out.startswith((" ", "#")):
+        out = "\\" + out
+    if out.endswith(" "):
+        out = out[:len(out) - 1] + "\\ "
+    return out
+
+
+cdef list _with_host(list headers, str host):
+    """``headers`` with the Host a trusted proxy forwarded in place of the client's."""
+    cdef bytes value = host.encode("latin-1")
+    cdef list out = [(b"host", value) if name == b"host" else (name, v) for name, v in headers]
+    if len(out) == len(headers) and not any([name == b"host" for name, _ in headers]):
+        out.append((b"host", value))
     return out
 
 
@@ -168,6 +238,15 @@ cdef class ASGIApp:
         scope["state"] = PyDict_Copy(self.state) if self.state else {}
         scope["extensions"] = ext = {}
         ext[EXT_SHUTDOWN] = self.shutdown_ext(conn)
+        if conn.tls_ext is not None:
+            ext[EXT_TLS] = conn.tls_ext
+        if req._client is not None:
+            # what a trusted proxy forwarded (fastsrv._proxy)
+            scope["client"] = req._client
+        if req._scheme is not None:
+            scope["scheme"] = req._scheme
+        if req._host is not None:
+            scope["headers"] = _with_host(scope["headers"], req._host)
         return scope
 
     cdef dict shutdown_ext(self, HttpProtocol conn):
@@ -187,7 +266,9 @@ cdef class ASGIApp:
         t["http_version"] = HTTP_11
         t["server"] = conn.server_address()
         t["client"] = conn.client_address()
-        t["scheme"] = SCHEME_HTTP
+        t["scheme"] = conn.scheme
+        if conn.config.tls:
+            conn.tls_ext = tls_extension(conn.transport)
         t["method"] = None
         t["root_path"] = self.root_path
         t["path"] = None
@@ -343,7 +424,8 @@ cdef class ASGICycle:
         cdef bint close_requested = False
         cdef bint keep = conn.keep_after_response()
         cdef long long framing
-        write_asgi_head(out, self.status, self.headers, &self.declared, &close_requested)
+        cdef bint own_server = False
+        write_asgi_head(out, self.status, self.headers, &self.declared, &close_requested, &own_server)
         self.send_body = not self.req.is_head and body_allowed(self.status)
         if not body_allowed(self.status):
             framing = -2
@@ -361,7 +443,7 @@ cdef class ASGICycle:
             framing = -1
             self.chunked = True
         self.keep = keep and not close_requested
-        end_head(out, framing, self.keep, http10)
+        end_head(out, framing, self.keep, http10, conn.head, own_server)
         self.head_written = True
         return 0
 
@@ -381,6 +463,7 @@ cdef class ASGICycle:
                 conn.reset()
                 raise RuntimeError(f"ASGI: response body longer than its Content-Length ({self.declared})")
             self.sent += n
+            conn.sent_bytes += n
             if self.chunked:
                 out.append_int_hex(n)
                 out.append(b"\r\n", 2)

@@ -18,15 +18,16 @@ cdef str WS_DISCONNECT = "websocket.disconnect"
 cdef str WS_DENIAL_START = "websocket.http.response.start"
 cdef str WS_DENIAL_BODY = "websocket.http.response.body"
 cdef str SCHEME_WS = "ws"
+cdef str SCHEME_WSS = "wss"
 
 
 cdef dict ws_scope(ASGIApp app, HttpProtocol conn, Request req, list headers, list subprotocols):
     """The websocket scope of an upgrade request (built like the HTTP one)."""
     cdef dict scope = app.scope(req, conn)
     scope["type"] = T_WEBSOCKET
-    scope["scheme"] = SCHEME_WS
+    scope["scheme"] = SCHEME_WSS if scope["scheme"] in (SCHEME_HTTPS, SCHEME_WSS) else SCHEME_WS
     del scope["method"]
-    scope["headers"] = headers
+    scope["headers"] = headers if req._host is None else _with_host(headers, req._host)
     scope["subprotocols"] = subprotocols
     scope["extensions"]["websocket.http.response"] = {}
     return scope

@@ -29,8 +29,11 @@ from fastsrv._inplace cimport run_in_place, start_task, as_coroutine
 from fastsrv._websocket cimport WebSocketConnection, WsConfig, Deflate, Closed, WebSocket, new_connection
 from fastsrv._response cimport (
     WriteBuffer, Response, StreamingResponse, shared_buffer, write_head, write_simple,
-    write_asgi_head, end_head, content_type_line, body_allowed,
+    write_asgi_head, end_head, content_type_line, body_allowed, HeadLines, default_head,
 )
+from fastsrv._proxy cimport ProxyHeaders, has_proxy_headers
+from fastsrv._metrics cimport (Metrics, G_IN_FLIGHT, G_OPEN, G_WEBSOCKETS, G_DRAINING,
+                               F_CONNECTIONS_TOTAL, F_WEBSOCKETS_TOTAL)
 
 import asyncio
 import logging
@@ -52,6 +55,8 @@ cdef object _Future = asyncio.Future
 cdef bytes CT_TEXT = content_type_line("text/plain; charset=utf-8")
 cdef bytes CT_OCTET = content_type_line("application/octet-stream")
 cdef bytes CT_JSON = content_type_line("application/json")
+cdef str SCHEME_HTTP = "http"
+cdef str SCHEME_HTTPS = "https"
 
 cdef enum Deadline:
     DL_NONE = 0
@@ -105,7 +110,15 @@ class HTTPError(Exception):
 
 
 cdef class ProtocolConfig:
-    """Per-server settings the connections read (limits and timeouts in s)."""
+    """Per-server settings the connections read (limits and timeouts in s).
+
+    ``access_log``: None, or a callable ``(client, request, status, bytes,
+    seconds)`` called once per response.  ``head``: the lines every response
+    head gets (Date, Server, ``--header``).  ``tls``: the listener speaks
+    TLS (``scheme`` is https).  ``proxy``: whose proxy headers are trusted
+    (None: proxy headers are ignored).  ``metrics``: where requests are
+    counted (None: nothing is).  ``limit_concurrency``: past this many
+    requests in flight, a request is answered 503 (0: no limit)."""
     cdef public Limits limits
     cdef public double header_timeout
     cdef public double body_timeout
@@ -116,11 +129,18 @@ cdef class ProtocolConfig:
     cdef public object access_log
     cdef public WsConfig ws            # None: WebSocket upgrades are refused (501)
     cdef public bint underscores_in_headers   # keep fields named with "_" (dropped by default)
+    cdef public HeadLines head
+    cdef public bint tls
+    cdef public ProxyHeaders proxy
+    cdef public Metrics metrics
+    cdef public Py_ssize_t limit_concurrency
 
     def __init__(self, Limits limits=None, double header_timeout=10.0, double body_timeout=30.0,
                  double keepalive_timeout=5.0, Py_ssize_t body_high_water=256 * 1024,
                  Py_ssize_t pipeline_high_water=256 * 1024, access_log=None, double write_timeout=30.0,
-                 WsConfig ws=WsConfig(), bint underscores_in_headers=False):
+                 WsConfig ws=WsConfig(), HeadLines head=None, bint tls=False, ProxyHeaders proxy=None,
+                 Metrics metrics=None, Py_ssize_t limit_concurrency=0,
+                 bint underscores_in_headers=False):
         self.limits = limits if limits is not None else Limits()
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
@@ -130,6 +150,11 @@ cdef class ProtocolConfig:
         self.pipeline_high_water = pipeline_high_water
         self.access_log = access_log
         self.ws = ws
+        self.head = head if head is not None else default_head()
+        self.tls = tls
+        self.proxy = proxy
+        self.metrics = metrics
+        self.limit_concurrency = limit_concurrency
         self.underscores_in_headers = underscores_in_headers
 
 
@@ -168,6 +193,14 @@ cdef class Router:
 
     def set_dynamic(self, matcher):
         self.dynamic = matcher
+
+    def copy(self):
+        """A router with the same routes, for a server to add its own paths
+        (health, metrics) to without changing the app's."""
+        cdef Router r = Router()
+        r.static = dict(self.static)
+        r.dynamic = self.dynamic
+        return r
 
     cdef inline object resolve(self, Request req, bint* is_async, int* status):
         cdef object route_obj = self.static.get(req.path)
@@ -239,6 +272,11 @@ cdef class ConnectionRegistry:
     cdef set ws_tasks
     cdef object base_context
     cdef object _done_future
+    cdef Metrics metrics
+    cdef readonly bint gentle
+    cdef double idle_grace
+    cdef public long long request_limit
+    cdef public object on_request_limit
 
     def __init__(self, ProtocolConfig config=None, Py_ssize_t max_connections=0):
         self.connections = set()
@@ -260,6 +298,10 @@ cdef class ConnectionRegistry:
         # every request starts from a copy of this context, wherever the
         # connection happens to be processing it
         self.base_context = PyContext_CopyCurrent()
+        self.metrics = self.config.metrics
+        # after this many responses on_request_limit() is called, once (0: never)
+        self.request_limit = 0
+        self.on_request_limit = None
 
     @property
     def open(self):
@@ -298,6 +340,8 @@ cdef class ConnectionRegistry:
 
     def _websocket_closed(self, WebSocketConnection ws):
         self.websockets.discard(ws)
+        if self.metrics is not None:
+            self.metrics.set(G_WEBSOCKETS, len(self.websockets))
         if not self.websockets and self._ws_waiters:
             waiters = self._ws_waiters
             self._ws_waiters = []
@@ -334,12 +378,42 @@ cdef class ConnectionRegistry:
                     logger.exception("timeout handling failed; closing the connection")
                     p.cut()
 
-    def begin_drain(self):
+    def begin_drain(self, bint gentle=False):
         """Enter the drain: every response from now on carries
         ``Connection: close``, idle connections are closed as they appear,
-        and the shutdown signal handlers can await is set."""
+        and the shutdown signal handlers can await is set.
+
+        ``gentle`` (a worker being replaced while its siblings serve):
+        a connection is closed after its next response rather than the
+        moment it is idle, and one accepted meanwhile is still served, so a
+        client writing its next request at that instant never finds the
+        connection closed under it; :meth:`expire_idle` bounds the wait."""
         self.draining = True
+        self.gentle = gentle
         self.shutdown_signal.set()
+        if self.metrics is not None:
+            self.metrics.set(G_DRAINING, 1.0)
+
+    def expire_idle(self, double grace):
+        """Close every idle connection that stays idle for ``grace`` more
+        seconds (by the timeout sweep); return how many are idle now."""
+        cdef HttpProtocol p
+        cdef int n = 0
+        cdef double at = _now() + grace
+        self.idle_grace = grace
+        for p in self.connections:
+            if not p.active and not p.closing:
+                n += 1
+                if p.deadline_kind != DL_IDLE or p.deadline > at:
+                    p.deadline_kind = DL_IDLE
+                    p.deadline = at
+        return n
+
+    cdef void response_counted(self):
+        self.requests_total += 1
+        if self.requests_total == self.request_limit and self.on_request_limit is not None:
+            # the control plane decides what to do, outside this read callback
+            self.loop.call_soon(self.on_request_limit)
 
     def close_idle(self):
         """Close every idle connection now; return how many were closed."""
@@ -469,10 +543,14 @@ cdef class ConnectionRegistry:
     cdef inline void became_active(self, HttpProtocol p):
         p.active = True
         self.active += 1
+        if self.metrics is not None:
+            self.metrics.set(G_IN_FLIGHT, self.active)
 
     cdef inline void became_idle(self, HttpProtocol p):
         p.active = False
         self.active -= 1
+        if self.metrics is not None:
+            self.metrics.set(G_IN_FLIGHT, self.active)
         if self.active == 0 and self._idle_waiters:
             self._wake_idle_waiters()
 
@@ -485,6 +563,8 @@ cdef class ConnectionRegistry:
         if p in self.connections:
             self.connections.discard(p)
             self.closed_total += 1
+            if self.metrics is not None:
+                self.metrics.set(G_OPEN, len(self.connections))
             if p.active:
                 self.became_idle(p)
             self._maybe_all_closed()
@@ -531,6 +611,14 @@ cdef class HttpProtocol(ConnectionBase):
     cdef ASGICycle cycle
     cdef object server_addr
     cdef dict scope_template
+    cdef ProxyHeaders proxy         # set when the peer may send proxy headers
+    cdef Metrics metrics
+    cdef HeadLines head
+    cdef bint timed                 # a response's duration is wanted (metrics, access log)
+    cdef double read_at             # when the bytes being parsed were read
+    cdef double started             # ... for the current request
+    cdef long long sent_bytes       # body bytes of the current response
+    cdef dict tls_ext               # the ASGI tls extension of this connection
 
     def __cinit__(self):
         global _conn_created
@@ -548,21 +636,34 @@ cdef class HttpProtocol(ConnectionBase):
         self.loop = registry.loop
         self.parser = RequestParser(self.config.limits, self.config.underscores_in_headers)
         self.shutdown_signal = registry.shutdown_signal
+        self.metrics = self.config.metrics
+        self.head = self.config.head
+        self.timed = self.metrics is not None or self.config.access_log is not None
 
     # ---- asyncio.Protocol ----
 
     def connection_made(self, transport):
         self.transport = transport
         self.registry.connections.add(self)
+        self.scheme = SCHEME_HTTPS if self.config.tls else SCHEME_HTTP
+        if self.metrics is not None:
+            self.metrics.set(G_OPEN, len(self.registry.connections))
+            self.metrics.add(F_CONNECTIONS_TOTAL, 1.0)
+        if self.config.proxy is not None and self.config.proxy.trusts_peer(self.client_address()):
+            self.proxy = self.config.proxy
         if (self.registry.max_connections and
                 len(self.registry.connections) > self.registry.max_connections):
             out = self.out()
-            write_simple(out, 503, "server at its connection limit\n", False)
+            write_simple(out, 503, "server at its connection limit\n", False, self.head)
             self.flush()
             self.close()
             return
         if self.registry.draining:
-            self.close()
+            if not self.registry.gentle:
+                self.close()
+                return
+            # accepted as the listener closed: served, but not waited for long
+            self.set_deadline(DL_IDLE, self.registry.idle_grace)
             return
         self.set_deadline(DL_IDLE, self.config.keepalive_timeout)
 
@@ -599,6 +700,8 @@ cdef class HttpProtocol(ConnectionBase):
         cdef Py_ssize_t consumed, n
         cdef bytearray b
         global _dispatching
+        if self.timed:
+            self.read_at = _now()
         _dispatching = self
         try:
             if self.buf is None or PyByteArray_GET_SIZE(self.buf) == 0:
@@ -733,10 +836,22 @@ cdef class HttpProtocol(ConnectionBase):
         self.body_error_status = 0
         self.keep_alive = req.keep_alive
         self.deadline_kind = DL_NONE
+        if self.timed:
+            # from the read that completed its head (pipelined requests share
+            # it: one clock read per batch, and their wait behind the ones
+            # before them is part of their time)
+            self.started = self.read_at
+            self.sent_bytes = 0
+        if self.proxy is not None and has_proxy_headers(req):
+            self.proxy.apply(req)
         if req.upgrade and _wants_websocket(req) and self.start_websocket(req, p, pos, n):
             return n
-        handler = self.router.resolve(req, &is_async, &status)
-        if handler is None and self.asgi is not None:
+        if self.config.limit_concurrency and self.registry.active > self.config.limit_concurrency:
+            handler = None
+            status = 503
+        else:
+            handler = self.router.resolve(req, &is_async, &status)
+        if handler is None and self.asgi is not None and status != 503:
             is_async = True     # an ASGI app reads the body as it comes
         if parser.body_kind == BODY_NONE:
             parser.reset()
@@ -758,7 +873,7 @@ cdef class HttpProtocol(ConnectionBase):
                 return pos
         if handler is not None:
             self.invoke(handler, req)
-        elif self.asgi is not None:
+        elif self.asgi is not None and status != 503:
             self.start_asgi(req)
         else:
             self.respond_error(status, self.router.last_allow)
@@ -979,10 +1094,12 @@ cdef class HttpProtocol(ConnectionBase):
         self.registry.websockets_total += 1
         if task is not None:
             self.registry.ws_tasks.add(task)
-        self.registry.requests_total += 1
-        if self.config.access_log is not None and req is not None:
-            self.config.access_log.info('%s - "%s %s HTTP/%s" %d', self.client_host(), req.method,
-                                        req.path, req.http_version, 101)
+        self.registry.response_counted()
+        if self.metrics is not None:
+            self.metrics.set(G_WEBSOCKETS, len(self.registry.websockets))
+            self.metrics.add(F_WEBSOCKETS_TOTAL, 1.0)
+        if self.timed and req is not None:
+            self.count_response(req, 101)
         self.busy = False
         self.cur = None
         self.task = None
@@ -1132,9 +1249,10 @@ cdef class HttpProtocol(ConnectionBase):
         cdef bytes body = text.encode("utf-8")
         cdef bint close_requested = False
         write_head(out, status, CT_TEXT, headers, len(body), keep,
-                   self.cur.version == 10, &close_requested)
+                   self.cur.version == 10, &close_requested, self.head)
         if not self.cur.is_head:
             out.append_bytes(body)
+            self.sent_bytes += len(body)
         return 0
 
     cdef int send_response(self, int status, bytes ctype, list headers, bytes body) except -1:
@@ -1146,7 +1264,7 @@ cdef class HttpProtocol(ConnectionBase):
             if status < 200:
                 raise ValueError(f"status {status} cannot be a final response (use 200-599)")
             write_head(out, status, ctype, headers, PyBytes_GET_SIZE(body), keep,
-                       self.cur.version == 10, &close_requested)
+                       self.cur.version == 10, &close_requested, self.head)
         except ValueError as exc:
             out.length = mark
             close_requested = False
@@ -1156,14 +1274,19 @@ cdef class HttpProtocol(ConnectionBase):
         else:
             if not self.cur.is_head and body_allowed(status):
                 out.append_bytes(body)
+                self.sent_bytes = PyBytes_GET_SIZE(body)
         self.response_done(status, keep and not close_requested)
         return 0
 
     cdef int respond_error(self, int status, str allow) except -1:
-        """404, or 405 with the methods the path allows."""
+        """404, 405 with the methods the path allows, or 503 past
+        ``limit_concurrency``."""
         cdef bint keep = self.keep_after_response()
         if status == 405:
             self.write_text(self.out(), 405, "Method Not Allowed\n", keep, [("allow", allow)])
+        elif status == 503:
+            self.write_text(self.out(), 503, "Service Unavailable: too many requests in flight\n", keep,
+                            [("retry-after", "1")])
         else:
             self.write_text(self.out(), status, "Not Found\n", keep, None)
         self.response_done(status, keep)
@@ -1186,14 +1309,17 @@ cdef class HttpProtocol(ConnectionBase):
             status = exc.status
             body = ((exc.detail or "") + "\n").encode() if exc.detail else b""
             try:
-                write_head(out, status, CT_TEXT, exc.headers, len(body), keep, http10, &close_requested)
+                write_head(out, status, CT_TEXT, exc.headers, len(body), keep, http10, &close_requested,
+                           self.head)
             except (ValueError, TypeError) as bad:
                 logger.error("HTTPError(%d) from handler for %s %s has bad headers: %s",
                              status, self.cur.method, self.cur.path, bad)
                 close_requested = False
-                write_head(out, status, CT_TEXT, None, len(body), keep, http10, &close_requested)
+                write_head(out, status, CT_TEXT, None, len(body), keep, http10, &close_requested,
+                           self.head)
             if not self.cur.is_head and body_allowed(status):
                 out.append_bytes(body)
+                self.sent_bytes = len(body)
         elif isinstance(exc, BodyError):
             status = self.body_error_status or 400
             keep = False
@@ -1211,10 +1337,9 @@ cdef class HttpProtocol(ConnectionBase):
         cdef Request req = self.cur
         if not keep:
             self.keep_alive = False
-        self.registry.requests_total += 1
-        if self.config.access_log is not None:
-            self.config.access_log.info('%s - "%s %s HTTP/%s" %d', self.client_host(), req.method,
-                                        req.path, req.http_version, status)
+        self.registry.response_counted()
+        if self.timed:
+            self.count_response(req, status)
         self.busy = False
         self.cur = None
         self.response_started = False
@@ -1233,9 +1358,24 @@ cdef class HttpProtocol(ConnectionBase):
             self.close()
         return 0
 
+    cdef int count_response(self, Request req, int status) except -1:
+        """Metrics and the access log of a response."""
+        cdef double seconds = _now() - self.started
+        if self.metrics is not None:
+            self.metrics.request_done(req.method, status, seconds)
+        if self.config.access_log is not None:
+            try:
+                self.config.access_log(self.client_host() if req._client is None else req._client[0],
+                                       req, status, self.sent_bytes, seconds)
+            except Exception:
+                logger.exception("the access log failed")
+        return 0
+
     cdef int reject(self, int status, str reason) except -1:
         """Answer a request that cannot be parsed, then close."""
-        write_simple(self.out(), status, reason + "\n", False)
+        if self.metrics is not None:
+            self.metrics.request_done("", status, 0.0)
+        write_simple(self.out(), status, reason + "\n", False, self.head)
         self.flush()
         self.close()
         return 0
@@ -1255,7 +1395,7 @@ cdef class HttpProtocol(ConnectionBase):
             if resp.status < 200:
                 raise ValueError(f"status {resp.status} cannot be a final response (use 200-599)")
             write_head(out, resp.status, content_type_line(resp.content_type), resp.headers,
-                       -1 if (chunked and send_body) else -2, keep, http10, &close_requested)
+                       -1 if (chunked and send_body) else -2, keep, http10, &close_requested, self.head)
         except ValueError as exc:
             out.length = mark
             logger.error("bad streaming response from handler for %s %s: %s",
@@ -1302,6 +1442,7 @@ cdef class HttpProtocol(ConnectionBase):
             data = bytes(chunk)
         if not data or self.closing:
             return
+        self.sent_bytes += len(data)
         if chunked:
             self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
         else:
@@ -1359,6 +1500,8 @@ cdef class HttpProtocol(ConnectionBase):
         if self.closing:
             return 0
         if b is not None and PyByteArray_GET_SIZE(b) and not self.busy and not self.paused_writing:
+            if self.timed:
+                self.read_at = _now()
             _dispatching = self
             try:
                 consumed = self.process(None, PyByteArray_AS_STRING(b), PyByteArray_GET_SIZE(b))

@@ -14,6 +14,7 @@ cdef class ConnectionBase:
     cdef object loop
     cdef object transport
     cdef object peer
+    cdef str scheme                 # "http" or "https"
     cdef public bint disconnected
     cdef object disconnect_waiter
     cdef ShutdownSignal shutdown_signal
@@ -64,6 +65,10 @@ cdef class Request:
     cdef BodyStream _stream
     cdef ConnectionBase _conn
     cdef object _state
+    # set from a trusted proxy's headers (fastsrv._proxy); None: the connection's own
+    cdef object _client
+    cdef str _scheme
+    cdef str _host
 
     @staticmethod
     cdef Request new(bytes raw, Py_ssize_t base, RequestParser parser, ConnectionBase conn)

@@ -429,6 +429,9 @@ cdef class Request:
                     PyUnicode_DecodeLatin1(base + self._spans[k].name_start, self._spans[k].name_len, NULL).lower(),
                     PyUnicode_DecodeLatin1(base + self._spans[k].value_start, self._spans[k].value_len, NULL),
                 ))
+            if self._host is not None:
+                # the host a trusted proxy forwarded is the one the app sees
+                items = [(k, self._host) if k == "host" else (k, v) for k, v in items]
             self._headers = Headers(items)
         return self._headers
 
@@ -448,11 +451,30 @@ cdef class Request:
 
     @property
     def client(self):
-        """The client's ``(host, port)``, or ``None`` when unknown."""
+        """The client's ``(host, port)``, or ``None`` when unknown (a Unix
+        socket).  Behind a trusted proxy, the address it forwarded."""
+        if self._client is not None:
+            return self._client
         if self._conn.peer is None and self._conn.transport is not None:
             peer = self._conn.transport.get_extra_info("peername")
             self._conn.peer = tuple(peer[:2]) if peer else None
         return self._conn.peer
+
+    @property
+    def scheme(self):
+        """``"https"`` over TLS, else ``"http"``; behind a trusted proxy,
+        the scheme it forwarded."""
+        if self._scheme is not None:
+            return self._scheme
+        return self._conn.scheme or "http"
+
+    @property
+    def host(self):
+        """The host the client asked for (the Host header; behind a trusted
+        proxy, the host it forwarded), or None."""
+        if self._host is not None:
+            return self._host
+        return self.headers.get("host")
 
     @property
     def state(self):

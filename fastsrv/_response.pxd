@@ -28,6 +28,13 @@ cdef class StreamingResponse:
     cdef public str content_type
 
 
+cdef class HeadLines:
+    cdef readonly bint date
+    cdef bytes server
+    cdef readonly bytes extra
+
+
+cdef HeadLines default_head()
 cdef WriteBuffer shared_buffer()
 cdef bytes date_line()
 cdef bytes status_line(int status)
@@ -35,9 +42,12 @@ cdef bytes content_type_line(str content_type)
 
 cdef int write_head(WriteBuffer out, int status, bytes ctype_line, list headers,
                     long long content_length, bint keep_alive, bint http10,
-                    bint* close_requested) except -1
-cdef int end_head(WriteBuffer out, long long content_length, bint keep_alive, bint http10) except -1
+                    bint* close_requested, HeadLines head) except -1
+cdef int end_head(WriteBuffer out, long long content_length, bint keep_alive, bint http10,
+                  HeadLines head, bint own_server) except -1
 cdef int write_asgi_head(WriteBuffer out, int status, object headers,
-                         long long* declared_length, bint* close_requested) except -1
-cdef int write_simple(WriteBuffer out, int status, str text, bint keep_alive) except -1
+                         long long* declared_length, bint* close_requested,
+                         bint* own_server) except -1
+cdef int write_simple(WriteBuffer out, int status, str text, bint keep_alive,
+                      HeadLines head) except -1
 cdef bint body_allowed(int status)

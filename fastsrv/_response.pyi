@@ -28,3 +28,11 @@ class StreamingResponse:
     content_type: str
     def __init__(self, content: Union[AsyncIterable[Union[bytes, str]], Iterable[Union[bytes, str]]],
                  status: int = ..., headers: HeadersArg = ..., content_type: str = ...) -> None: ...
+
+class HeadLines:
+    date: bool
+    extra: Optional[bytes]
+    def __init__(self, date: bool = ..., server: Optional[Union[str, bytes]] = ...,
+                 extra_headers: Iterable[tuple[Any, Any]] = ...) -> None: ...
+    @property
+    def server_line(self) -> Optional[bytes]: ...

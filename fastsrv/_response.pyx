@@ -176,6 +176,35 @@ cdef bytes date_line():
     return _date_line
 
 
+cdef class HeadLines:
+    """The lines a server adds to every response head: ``date`` (formatted
+    once a second), ``server`` (``server: fastsrv``, left out when the app
+    sends its own Server header) and ``extra`` (``--header`` lines), each
+    prebuilt once per server."""
+
+    def __init__(self, bint date=True, server=b"fastsrv", extra_headers=()):
+        cdef list lines = []
+        self.date = date
+        self.server = (b"server: " + _header_value(server) + b"\r\n") if server is not None else None
+        for name, value in extra_headers:
+            lines.append(_header_name(name) + b": " + _header_value(value) + b"\r\n")
+        self.extra = b"".join(lines) if lines else None
+
+    @property
+    def server_line(self):
+        """``server: ...`` as sent (bytes), or None when the header is off."""
+        return self.server
+
+
+cdef HeadLines _default_head = HeadLines()
+
+
+cdef HeadLines default_head():
+    """What a head gets when its server gave no HeadLines: Date and
+    ``server: fastsrv``."""
+    return _default_head
+
+
 cdef bint body_allowed(int status):
     return not (status < 200 or status == 204 or status == 304)
 
@@ -217,7 +246,7 @@ cdef bytes _header_value(object value):
 
 cdef int write_head(WriteBuffer out, int status, bytes ctype_line, list headers,
                     long long content_length, bint keep_alive, bint http10,
-                    bint* close_requested) except -1:
+                    bint* close_requested, HeadLines head) except -1:
     """Serialize a status line and header block.
 
     ``content_length`` >= 0 writes Content-Length; -1 announces the chunked
@@ -227,6 +256,7 @@ cdef int write_head(WriteBuffer out, int status, bytes ctype_line, list headers,
     cdef bytes bname, bvalue, lname
     cdef list extra = None
     cdef bint has_ctype = False
+    cdef bint own_server = False
     if headers:
         extra = []
         for item in headers:
@@ -253,6 +283,8 @@ cdef int write_head(WriteBuffer out, int status, bytes ctype_line, list headers,
                 continue
             if lname == b"content-type":
                 has_ctype = True
+            elif lname == b"server":
+                own_server = True
             extra.append(bname)
             extra.append(bvalue)
     out.append_bytes(status_line(status))
@@ -267,21 +299,30 @@ cdef int write_head(WriteBuffer out, int status, bytes ctype_line, list headers,
     if content_length >= 0 and not body_allowed(status):
         # never for 1xx/204 (RFC 9110 8.6); for 304 only the application's own
         content_length = -2
-    end_head(out, content_length, keep_alive and not close_requested[0], http10)
+    end_head(out, content_length, keep_alive and not close_requested[0], http10, head, own_server)
     return 0
 
 
-cdef int end_head(WriteBuffer out, long long content_length, bint keep_alive, bint http10) except -1:
-    """The framing, Date and Connection lines and the blank line that end a
-    head.  ``content_length`` >= 0 writes Content-Length; -1 the chunked
-    coding; -2 neither."""
+cdef int end_head(WriteBuffer out, long long content_length, bint keep_alive, bint http10,
+                  HeadLines head, bint own_server) except -1:
+    """The framing, Date, Server, ``--header`` and Connection lines and the
+    blank line that end a head.  ``content_length`` >= 0 writes
+    Content-Length; -1 the chunked coding; -2 neither.  ``own_server``: the
+    app sent its own Server header."""
     if content_length >= 0:
         out.append(b"content-length: ", 16)
         out.append_int(content_length)
         out.append(b"\r\n", 2)
     elif content_length == -1:
         out.append(b"transfer-encoding: chunked\r\n", 28)
-    out.append_bytes(date_line())
+    if head is None:
+        head = _default_head
+    if head.date:
+        out.append_bytes(date_line())
+    if head.server is not None and not own_server:
+        out.append_bytes(head.server)
+    if head.extra is not None:
+        out.append_bytes(head.extra)
     if not keep_alive:
         out.append(b"connection: close\r\n\r\n", 21)
     elif http10:
@@ -309,12 +350,14 @@ cdef inline bint _has_token_close(const char* p, Py_ssize_t n) noexcept:
 
 
 cdef int write_asgi_head(WriteBuffer out, int status, object headers,
-                         long long* declared_length, bint* close_requested) except -1:
+                         long long* declared_length, bint* close_requested,
+                         bint* own_server) except -1:
     """The status line and an ASGI application's headers (``(name, value)``
     bytes pairs), checked as they are copied.  Content-Length is taken out
     and returned in ``declared_length`` (-1 when absent; kept in the output
     only for a 304), Transfer-Encoding and Date are left to the server,
-    ``Connection: close`` sets ``close_requested``.  The caller ends the
+    ``Connection: close`` sets ``close_requested``, a Server header
+    ``own_server``.  The caller ends the
     head with :func:`end_head`.  On a bad header nothing is written and
     :class:`InvalidResponseHeader` is raised."""
     cdef Py_ssize_t mark = out.length, i, nlen, vlen
@@ -375,6 +418,8 @@ cdef int write_asgi_head(WriteBuffer out, int status, object headers,
                 if _has_token_close(v, vlen):
                     close_requested[0] = True
                 continue
+            elif nlen == 6 and _lower_is(n, nlen, b"server", 6):
+                own_server[0] = True
             out.append(n, nlen)
             out.append(b": ", 2)
             out.append(v, vlen)
@@ -402,12 +447,13 @@ cdef long long _parse_length(const char* v, Py_ssize_t n) noexcept:
     return value
 
 
-cdef int write_simple(WriteBuffer out, int status, str text, bint keep_alive) except -1:
+cdef int write_simple(WriteBuffer out, int status, str text, bint keep_alive,
+                      HeadLines head) except -1:
     """A short text/plain response (errors, 404, 405...)."""
     cdef bytes body = text.encode("utf-8")
     cdef bint close_requested = False
     write_head(out, status, b"content-type: text/plain; charset=utf-8\r\n", None,
-               len(body), keep_alive, False, &close_requested)
+               len(body), keep_alive, False, &close_requested, head)
     out.append_bytes(body)
     return 0
 

@@ -49,6 +49,7 @@ cdef class WebSocketUpgrade:
         cdef WriteBuffer out
         cdef long long declared = -1
         cdef bint close_requested = False
+        cdef bint own_server = False
         cdef Py_ssize_t mark
         if self.answered:
             raise RuntimeError("the WebSocket handshake was already answered")
@@ -59,7 +60,7 @@ cdef class WebSocketUpgrade:
         out = http.out()
         mark = out.length
         try:
-            write_asgi_head(out, 101, _header_pairs(headers), &declared, &close_requested)
+            write_asgi_head(out, 101, _header_pairs(headers), &declared, &close_requested, &own_server)
         except Exception:
             out.length = mark
             raise
@@ -89,7 +90,7 @@ cdef class WebSocketUpgrade:
         if http.closing:
             return
         write_head(http.out(), status, CT_TEXT if body else None, _header_pairs(headers) or None,
-                   len(body), False, False, &close_requested)
+                   len(body), False, False, &close_requested, http.head)
         if body:
             http.out().append_bytes(bytes(body))
         http.keep_alive = False

@@ -11,15 +11,16 @@ import socket
 import sys
 from typing import Any, Optional, Sequence
 
-from fastsrv.config import (EAGER_MODES, INTERFACES, LIFESPAN_MODES, SIGNAL_POLICIES, TASK_STARTS,
-                            WS_MODES, Config)
+from fastsrv.config import (ACCESS_LOG_FORMATS, EAGER_MODES, INTERFACES, LIFESPAN_MODES, SIGNAL_POLICIES,
+                            TASK_STARTS, WS_MODES, Config)
 from fastsrv.errors import AppLoadError, ConfigError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
-def load_app(spec: str, app_dir: str = ".") -> Any:
-    """Import ``MODULE:ATTR`` and return the attribute."""
+def load_app(spec: str, app_dir: str = ".", factory: bool = False) -> Any:
+    """Import ``MODULE:ATTR`` and return the attribute (with ``factory``,
+    what calling it with no arguments returns)."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise AppLoadError(f"app must be given as MODULE:ATTR (e.g. myapp:app), got {spec!r}")
@@ -35,6 +36,13 @@ def load_app(spec: str, app_dir: str = ".") -> Any:
             obj = getattr(obj, part)
     except AttributeError:
         raise AppLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if factory:
+        if not callable(obj):
+            raise AppLoadError(f"--factory: {spec} is a {type(obj).__name__}, not a function that makes the app")
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise AppLoadError(f"--factory: calling {spec}() failed: {exc!r}") from exc
     if not callable(obj) and not hasattr(obj, "router"):
         raise AppLoadError(f"{spec} is a {type(obj).__name__}: neither a fastsrv App nor an ASGI application")
     return obj
@@ -43,7 +51,10 @@ def load_app(spec: str, app_dir: str = ".") -> Any:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastsrv", description="A fast HTTP/1.1 server for Python.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="serve an app", description="Serve MODULE:ATTR.")
+    run = sub.add_parser("run", help="serve an app",
+                         description="Serve MODULE:ATTR. Every option can also be given as an environment "
+                                     "variable FASTSRV_<OPTION> (--ssl-certfile: FASTSRV_SSL_CERTFILE); the "
+                                     "command line wins over the environment, which wins over --env-file.")
     run.add_argument("app", help="the app to serve, as MODULE:ATTR (a fastsrv App or an ASGI app)")
     run.add_argument("--interface", default="auto", choices=INTERFACES,
                      help="how to call the app: a fastsrv App (native) or ASGI; auto tells them apart")
@@ -75,18 +86,83 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ws-shutdown-grace", type=float, default=1.0, metavar="SECONDS",
                      help="at the graceful shutdown, how long apps get to close their WebSockets "
                           "themselves before the server does (default 1)")
+    run.add_argument("--factory", action="store_true",
+                     help="APP is a function that takes no arguments and returns the app")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--uds", default=None, metavar="PATH",
+                     help="listen on a Unix socket at PATH (mode 0666; removed at shutdown) "
+                          "instead of --host/--port")
     run.add_argument("--fd", type=int, default=None, metavar="FD",
                      help="serve on an inherited listening socket, file descriptor FD "
                           "(socket activation), instead of binding --host/--port")
+    run.add_argument("--backlog", type=int, default=2048, metavar="N",
+                     help="the listen queue: connections the kernel holds before they are accepted "
+                          "(default 2048)")
+    tls = run.add_argument_group("TLS (on when --ssl-certfile is given)")
+    tls.add_argument("--ssl-certfile", default=None, metavar="PATH", help="the certificate chain (PEM)")
+    tls.add_argument("--ssl-keyfile", default=None, metavar="PATH",
+                     help="its private key (PEM; default: in the certificate file)")
+    tls.add_argument("--ssl-keyfile-password", default=None, metavar="PASSWORD",
+                     help="the password of an encrypted key")
+    tls.add_argument("--ssl-ca-certs", default=None, metavar="PATH",
+                     help="CA certificates (PEM) client certificates are checked against")
+    tls.add_argument("--ssl-cert-reqs", type=int, default=0, choices=(0, 1, 2), metavar="0|1|2",
+                     help="client certificates: 0 not asked for (default), 1 optional, 2 required")
+    tls.add_argument("--ssl-ciphers", default=None, metavar="CIPHERS",
+                     help="OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)")
+    proxy = run.add_argument_group("behind a proxy")
+    proxy.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=True,
+                       help="take the client, scheme and host from X-Forwarded-For/-Proto/-Host or "
+                            "Forwarded, from --forwarded-allow-ips peers only (default: on)")
+    proxy.add_argument("--forwarded-allow-ips", default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+                       metavar="LIST",
+                       help="comma-separated addresses and CIDR networks trusted with proxy headers, "
+                            "'*' for all, 'unix:' for Unix-socket peers (default: $FORWARDED_ALLOW_IPS "
+                            "or 127.0.0.1)")
+    heads = run.add_argument_group("response headers")
+    heads.add_argument("--server-header", action=argparse.BooleanOptionalAction, default=True,
+                       help="send 'server: fastsrv' unless the app sends its own (default: on)")
+    heads.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,
+                       help="send the Date header (default: on)")
+    heads.add_argument("--header", dest="headers", action="append", default=None, metavar="NAME:VALUE",
+                       help="a header for every response (repeatable)")
     run.add_argument("--workers", type=int, default=None, metavar="N",
                      help="run N worker processes sharing the port under a supervisor that "
                           "forwards signals and restarts a worker that dies (default: one process, "
                           "no supervisor)")
+    run.add_argument("--limit-max-requests", type=int, default=0, metavar="N",
+                     help="after N responses, drain and exit; with --workers, the worker is replaced "
+                          "(its successor started first) (default 0: never)")
+    run.add_argument("--limit-max-requests-jitter", type=int, default=0, metavar="N",
+                     help="add a random 0..N to --limit-max-requests per process, so that workers "
+                          "are not replaced all at once (default 0)")
+    run.add_argument("--limit-concurrency", type=int, default=0, metavar="N",
+                     help="answer 503 to a request that arrives while N are in flight (default 0: no limit)")
+    reload = run.add_argument_group("development")
+    reload.add_argument("--reload", action="store_true",
+                        help="restart (through the graceful drain) when a watched file changes")
+    reload.add_argument("--reload-dir", dest="reload_dirs", action="append", default=None, metavar="DIR",
+                        help="a directory to watch (repeatable; default: the current directory)")
+    reload.add_argument("--reload-include", dest="reload_includes", action="append", default=None,
+                        metavar="GLOB", help="also watch files matching GLOB (repeatable; default: *.py)")
+    reload.add_argument("--reload-exclude", dest="reload_excludes", action="append", default=None,
+                        metavar="GLOB", help="ignore files matching GLOB (repeatable; default: .*, "
+                                             "*.py[cod], *~, .git, __pycache__)")
     run.add_argument("--app-dir", default=".", help="directory added to sys.path (default: .)")
+    run.add_argument("--env-file", default=None, metavar="PATH",
+                     help="read environment variables (for the app, and FASTSRV_* options) from a dotenv file")
     run.add_argument("--log-level", default="info", choices=LOG_LEVELS)
-    run.add_argument("--access-log", action="store_true", help="log one line per request")
+    run.add_argument("--log-config", default=None, metavar="PATH",
+                     help="a logging configuration file: .json or .yaml (dictConfig) or INI (fileConfig)")
+    run.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
+                     help="log one line per response on fastsrv.access (default: off)")
+    run.add_argument("--access-log-format", default="common", choices=ACCESS_LOG_FORMATS,
+                     help="common (Common Log Format + duration), combined (+ referer, user agent) or "
+                          "json (default: common)")
+    run.add_argument("--metrics-path", default=None, metavar="PATH",
+                     help="answer Prometheus metrics at PATH, e.g. /metrics (off by default; "
+                          "needs fastsrv[metrics])")
     run.add_argument("--exit-wait-time", type=float, default=5.0, metavar="SECONDS",
                      help="how long a graceful shutdown waits for in-flight requests (default 5)")
     run.add_argument("--shutdown-delay", type=float, default=0.0, metavar="SECONDS",
@@ -115,19 +191,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    try:
+        if argv[:1] == ["run"]:
+            from fastsrv import environ
+            environ.load_env_file(argv)
+            environ.apply_env_defaults(_run_parser(parser))
+    except ConfigError as exc:
+        print(f"fastsrv run: error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     if args.command == "bench":
         from fastsrv import benchcmd
         return benchcmd.main(args)
     from fastsrv import supervisor
-    logging.basicConfig(level=args.log_level.upper(),
-                        format=f"%(asctime)s %(levelname)s {supervisor.worker_label()}%(name)s: %(message)s")
+    from fastsrv.logs import configure
     log = logging.getLogger("fastsrv")
     try:
+        configure(args.log_config, args.log_level,
+                  f"%(asctime)s %(levelname)s {supervisor.worker_label()}%(name)s: %(message)s")
         config = _config(args)
+        if args.reload:
+            return _supervise(args, config, reload=True)
         if args.workers is not None:
             return _supervise(args, config)
-        app = load_app(args.app, args.app_dir)
+        app = load_app(args.app, args.app_dir, args.factory)
         from fastsrv.server import Server
         server = Server(app, config)
     except (AppLoadError, ConfigError) as exc:
@@ -140,10 +229,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return run_on_uvloop(server.serve())
 
 
+def _run_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices["run"]
+    raise RuntimeError("no run command")
+
+
 def _config(args: argparse.Namespace) -> Config:
     """The server configuration the ``run`` options describe."""
     return Config(
-        host=args.host, port=args.port, sock=_inherited_socket(args.fd), access_log=args.access_log,
+        host=args.host, port=args.port, uds=args.uds if args.fd is None else None,
+        sock=_inherited_socket(args.fd), backlog=args.backlog,
+        access_log=args.access_log, access_log_format=args.access_log_format,
+        ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+        ssl_keyfile_password=args.ssl_keyfile_password, ssl_ca_certs=args.ssl_ca_certs,
+        ssl_cert_reqs=args.ssl_cert_reqs, ssl_ciphers=args.ssl_ciphers,
+        proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips,
+        server_header=args.server_header, date_header=args.date_header, headers=list(args.headers or ()),
+        metrics_path=args.metrics_path, limit_concurrency=args.limit_concurrency,
+        limit_max_requests=args.limit_max_requests, limit_max_requests_jitter=args.limit_max_requests_jitter,
         exit_wait_time=args.exit_wait_time, shutdown_delay=args.shutdown_delay,
         signal_policy=args.signal_policy, hook_timeout=args.hook_timeout,
         hook_budget=args.hook_budget, readiness_path=args.readiness_path,
@@ -179,37 +284,65 @@ def _inherited_socket(fd: Optional[int]) -> Optional[socket.socket]:
         sock = socket.socket(fileno=fd)
     except OSError as exc:
         raise ConfigError(f"--fd {fd} is not an open socket ({exc.strerror or exc})") from None
-    if (sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM
+    if (sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX) or sock.type != socket.SOCK_STREAM
             or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
         sock.detach()
-        raise ConfigError(f"--fd {fd} is not a listening TCP socket")
+        raise ConfigError(f"--fd {fd} is not a listening TCP or Unix stream socket")
     sock.set_inheritable(False)     # programs the app starts must not keep the port bound
     sock.setblocking(False)
     return sock
 
 
-def _supervise(args: argparse.Namespace, config: Config) -> int:
-    """``run --workers N``: bind once, then supervise N workers running the
-    same command on the inherited socket."""
+# options the supervisor acts on itself, not passed on to its workers
+SUPERVISOR_OPTIONS = {"workers", "fd", "host", "port", "uds", "env_file", "reload", "reload_dirs",
+                      "reload_includes", "reload_excludes"}
+
+
+def _supervise(args: argparse.Namespace, config: Config, reload: bool = False) -> int:
+    """``run --workers N`` (or ``--reload``): bind once, then supervise N
+    workers running the same command on the inherited socket."""
     from fastsrv import supervisor
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    from fastsrv.environ import env_name
+    workers = args.workers if args.workers is not None else 1
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    watcher = None
+    if reload:
+        from fastsrv.reload import Watcher
+        watcher = Watcher(args.reload_dirs or [os.getcwd()], args.reload_includes or (), args.reload_excludes or ())
+    if config.metrics_path:
+        from fastsrv.extras import require
+        require("metrics", "prometheus_client", "--metrics-path")
     sock = config.sock
     if sock is None:
         try:
-            sock = supervisor.bind_socket(config.host, config.port, config.backlog)
+            sock = supervisor.bind_socket(config.host, config.port, config.backlog, config.uds)
         except OSError as exc:
-            logging.getLogger("fastsrv").error("cannot listen on %s:%d: %s", config.host, config.port,
-                                               exc.strerror or exc)
+            where = config.uds or f"{config.host}:{config.port}"
+            logging.getLogger("fastsrv").error("cannot listen on %s: %s", where, exc.strerror or exc)
             return 1
-    forwarded = _forwarded_options(args, skip={"workers", "fd", "host", "port"})
+    forwarded = _forwarded_options(args, skip=SUPERVISOR_OPTIONS)
     stop_timeout = config.shutdown_delay + config.exit_wait_time + config.hook_budget
 
     def command(fd: int) -> list[str]:
         return [*supervisor.python_command(), "run", args.app, *forwarded, "--fd", str(fd)]
 
-    settings = supervisor.SupervisorConfig(workers=args.workers, stop_timeout=stop_timeout)
-    return supervisor.Supervisor(sock, command, settings).run()
+    settings = supervisor.SupervisorConfig(workers=workers, stop_timeout=stop_timeout)
+    # a worker takes its options from its command line, never from these
+    env_drop = [env_name(action) for action in args.run_parser._actions
+                if action.option_strings and action.dest in SUPERVISOR_OPTIONS]
+    # two slots a worker: a replacement overlaps the worker it replaces
+    sup = supervisor.Supervisor(sock, command, settings, env_drop=env_drop,
+                                metrics=2 * workers + 2 if config.metrics_path else None,
+                                uds=config.uds if config.sock is None else None,
+                                tls=config.ssl_context is not None)
+    if watcher is None:
+        return sup.run()
+    watcher.start(sup.request_reload)
+    try:
+        return sup.run()
+    finally:
+        watcher.stop()
 
 
 def _forwarded_options(args: argparse.Namespace, skip: set[str]) -> list[str]:
@@ -219,11 +352,42 @@ def _forwarded_options(args: argparse.Namespace, skip: set[str]) -> list[str]:
         if not action.option_strings or action.dest in skip or action.dest == "help":
             continue
         value = getattr(args, action.dest)
-        flag = action.option_strings[-1]
+        flag = action.option_strings[0]
         if isinstance(action, argparse._StoreTrueAction):
             if value:
                 argv.append(flag)
+        elif isinstance(action, argparse.BooleanOptionalAction):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(action, argparse._AppendAction):
+            for item in value or ():
+                argv.append(f"{flag}={item}")
         elif value is not None:
+            argv.append(f"{flag}={value}")
+    return argv
+
+
+def config_argv(config: Config) -> list[str]:
+    """The ``run`` options that make ``config`` (those that differ from the
+    defaults), for ``fastsrv.run(app, workers=N)``."""
+    defaults = Config()
+    run = _run_parser(_parser())
+    argv: list[str] = []
+    if config.sock is not None or config.signal_waiter is not None:
+        raise ConfigError("workers=N cannot pass an inherited socket or a signal_waiter to its workers")
+    for action in run._actions:
+        if not action.option_strings or not hasattr(config, action.dest):
+            continue
+        value = getattr(config, action.dest)
+        if value == getattr(defaults, action.dest):
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse._StoreTrueAction):
+            argv.append(flag) if value else None
+        elif isinstance(action, argparse.BooleanOptionalAction):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(action, argparse._AppendAction):
+            argv += [f"{flag}={': '.join(item) if isinstance(item, tuple) else item}" for item in value]
+        else:
             argv.append(f"{flag}={value}")
     return argv
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
-from dataclasses import dataclass
-from typing import Awaitable, Callable, Optional
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional
 
 from fastsrv._parser import Limits
 from fastsrv._websocket import WsConfig
@@ -16,6 +18,7 @@ LIFESPAN_MODES = ("auto", "on", "off")
 EAGER_MODES = ("auto", "on", "off")
 TASK_STARTS = ("eager", "scheduled")
 WS_MODES = ("auto", "on", "off")
+ACCESS_LOG_FORMATS = ("common", "combined", "json")
 
 
 def valid_close_code(code: int) -> bool:
@@ -36,9 +39,30 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    uds: Optional[str] = None        # a Unix socket path instead of host and port
     sock: Optional[socket.socket] = None
     backlog: int = 2048
     reuse_port: bool = False
+
+    # TLS (uvicorn's --ssl-* options); on when ssl_certfile is set
+    ssl_certfile: Optional[str] = None
+    ssl_keyfile: Optional[str] = None
+    ssl_keyfile_password: Optional[str] = None
+    ssl_ca_certs: Optional[str] = None
+    ssl_cert_reqs: int = int(ssl.CERT_NONE)     # CERT_OPTIONAL (1) or CERT_REQUIRED (2): client certificates
+    ssl_ciphers: Optional[str] = None           # an OpenSSL cipher list; None: OpenSSL's defaults
+
+    # behind a proxy: whose X-Forwarded-* / Forwarded headers are believed
+    proxy_headers: bool = True
+    forwarded_allow_ips: str = "127.0.0.1"
+
+    # every response
+    server_header: bool = True
+    date_header: bool = True
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    # Prometheus metrics, answered by the core at this path (off by default)
+    metrics_path: Optional[str] = None
 
     # limits (answered with 414 / 431 / 413)
     max_request_line: int = 8192
@@ -46,6 +70,9 @@ class Config:
     max_header_count: int = 100
     max_body_bytes: int = 10 * 1024 * 1024
     max_connections: int = 0
+    limit_concurrency: int = 0          # past this many requests in flight: 503 (0: no limit)
+    limit_max_requests: int = 0         # drain and exit (or, a worker, be replaced) after this many
+    limit_max_requests_jitter: int = 0  # ... plus a random 0..jitter more, so workers do not recycle at once
 
     # header and trailer fields named with "_" (Content_Length) are dropped,
     # as nginx does: CGI-style normalizers read them as their "-" twins
@@ -69,6 +96,7 @@ class Config:
     liveness_path: Optional[str] = None
 
     access_log: bool = False
+    access_log_format: str = "common"   # common | combined | json
 
     # ASGI (see fastsrv.asgi)
     interface: str = "auto"         # auto | native | asgi
@@ -125,10 +153,57 @@ class Config:
                               f"1007-1014, 3000-4999), got {self.ws_shutdown_code}")
         if self.max_connections < 0:
             raise ConfigError("max_connections must be >= 0 (0 means no cap)")
+        for name in ("limit_concurrency", "limit_max_requests", "limit_max_requests_jitter"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 means no limit), got {getattr(self, name)}")
+        if self.backlog < 1:
+            raise ConfigError(f"backlog must be at least 1, got {self.backlog}")
+        if self.access_log_format not in ACCESS_LOG_FORMATS:
+            raise ConfigError(f"access_log_format must be one of {', '.join(ACCESS_LOG_FORMATS)}, "
+                              f"got {self.access_log_format!r}")
+        if self.metrics_path is not None and not self.metrics_path.startswith("/"):
+            raise ConfigError(f"metrics_path must start with '/', got {self.metrics_path!r}")
+        if self.uds is not None and (self.sock is not None or not self.uds):
+            raise ConfigError("uds is a path, and cannot be combined with an inherited socket (fd)")
+        self.headers = [self._header(item) for item in self.headers]
+        self._ssl_context: Optional[ssl.SSLContext] = None
+        if self.ssl_certfile is None and (self.ssl_keyfile or self.ssl_ca_certs or self.ssl_keyfile_password):
+            raise ConfigError("ssl_keyfile, ssl_keyfile_password and ssl_ca_certs need ssl_certfile "
+                              "(--ssl-certfile): TLS is on when a certificate is given")
+        if self.ssl_certfile is not None:
+            from fastsrv.tls import server_context
+            self._ssl_context = server_context(self)
+        if self.proxy_headers:
+            from fastsrv._proxy import parse_trusted
+            try:
+                parse_trusted(self.forwarded_allow_ips)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         try:
             self.limits()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    @staticmethod
+    def _header(item: Any) -> tuple[str, str]:
+        """A ``--header`` as ``(name, value)``: from ``"Name: value"`` or a pair."""
+        if isinstance(item, str):
+            name, sep, value = item.partition(":")
+            if not sep or not name.strip():
+                raise ConfigError(f"a header is given as NAME:VALUE (e.g. 'X-Served-By: edge-1'), got {item!r}")
+            item = (name.strip(), value.strip())
+        name, value = item
+        from fastsrv._response import HeadLines
+        try:
+            HeadLines(True, None, [(name, value)])
+        except ValueError as exc:
+            raise ConfigError(f"header {name!r}: {exc}") from None
+        return str(name), str(value)
+
+    @property
+    def ssl_context(self) -> Optional[ssl.SSLContext]:
+        """The server's TLS context (made and checked when the Config was), or None."""
+        return self._ssl_context
 
     def ws_config(self) -> Optional[WsConfig]:
         """The WebSocket settings of this configuration; None with ``ws="off"``."""

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
+import random
 import signal
 import socket
 import sys
@@ -27,11 +29,14 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
+from fastsrv import listen
 from fastsrv._core import ASGIApp, ConnectionRegistry, HttpProtocol, ProtocolConfig, Route, Router
-from fastsrv._response import Response
+from fastsrv._metrics import Metrics
+from fastsrv._proxy import ProxyHeaders
+from fastsrv._response import HeadLines, Response
 from fastsrv.asgi import Lifespan, as_asgi3, detect_interface, wants_task
 from fastsrv.config import Config
-from fastsrv.errors import ServerStateError, StartupError
+from fastsrv.errors import ConfigError, ServerStateError, StartupError
 from fastsrv.hooks import HookReport, Hooks
 
 log = logging.getLogger("fastsrv.lifecycle")
@@ -44,6 +49,11 @@ EXIT_FORCED = 5
 
 GRACEFUL = "graceful"
 IMMEDIATE = "immediate"
+# a worker being replaced (recycling, --reload) closes a connection idle for
+# this long; busier ones close after their next response
+REPLACED_IDLE_GRACE = 1.0
+# after sending close_notify, how long a TLS connection waits for the client's
+TLS_CLOSE_WAIT = 1.0
 
 
 class State(str, enum.Enum):
@@ -91,10 +101,10 @@ def _task_start(eager: bool) -> str:
     return "started eagerly" if eager else "scheduled on the loop (--asgi-task-start scheduled)"
 
 
-def http_url(sock: socket.socket) -> str:
-    """``http://host:port`` of a listening socket (an IPv6 host in brackets)."""
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def http_url(sock: socket.socket, tls: bool = False) -> str:
+    """``http(s)://host:port`` of a listening socket (an IPv6 host in
+    brackets), or ``unix:PATH``."""
+    return listen.url(sock, tls)
 
 
 class Server:
@@ -138,6 +148,22 @@ class Server:
         self._waiter_task: Optional[asyncio.Task[Any]] = None
         self._exit_wait_time = self.config.exit_wait_time
         self._ready_callbacks: list[Callable[[], None]] = []
+        self._gentle = False
+        self._uds_identity: Optional[tuple[int, int]] = None
+        # requests are counted in the core; a worker's supervisor replaces
+        # this with its slot of the block every worker shares
+        self.metrics: Optional[Metrics] = Metrics() if self.config.metrics_path else None
+        self._metrics_endpoint: Any = None
+        if self.metrics is not None:
+            from fastsrv.metrics import MetricsEndpoint
+            # a ConfigError without prometheus_client
+            self._metrics_endpoint = MetricsEndpoint(lambda: self.metrics)
+        # after this many responses: drain (a worker: ask to be replaced)
+        self.request_limit = 0
+        if self.config.limit_max_requests:
+            self.request_limit = self.config.limit_max_requests + random.randint(
+                0, self.config.limit_max_requests_jitter)
+        self.on_request_limit: Optional[Callable[[], None]] = None
 
     # made by serve(): a stop was asked for (its mode), a forced stop, the end
     _stop: "asyncio.Future[str]"
@@ -148,7 +174,9 @@ class Server:
 
     @property
     def port(self) -> int:
-        """The bound port (useful with ``port=0``)."""
+        """The bound port (useful with ``port=0``; 0 on a Unix socket)."""
+        if self.sockets and self.sockets[0].family == socket.AF_UNIX:
+            return 0
         return self.sockets[0].getsockname()[1] if self.sockets else self.config.port
 
     async def serve(self) -> int:
@@ -219,12 +247,16 @@ class Server:
         (after the startup hooks); a worker uses it to tell its supervisor."""
         self._ready_callbacks.append(callback)
 
-    def request_stop(self, mode: str = GRACEFUL, trigger: str = "request") -> None:
+    def request_stop(self, mode: str = GRACEFUL, trigger: str = "request", replaced: bool = False) -> None:
         """Ask for a stop; a second request during the drain escalates to an
-        immediate one when ``mode`` is immediate."""
+        immediate one when ``mode`` is immediate.  ``replaced``: another
+        process serves the same socket meanwhile (a recycled or reloaded
+        worker), so idle keep-alive connections are closed after their next
+        response or once idle for a second, not at once."""
         if not self._serving:
             raise ServerStateError("the server is not serving")
         if not self._stop.done():
+            self._gentle = replaced
             self.report.trigger = trigger
             self.report.mode = mode
             self._stop.set_result(mode)
@@ -243,19 +275,29 @@ class Server:
         try:
             sock = cfg.sock or self._bind()
         except OSError as exc:
-            raise StartupError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from exc
-        pconfig = ProtocolConfig(cfg.limits(), cfg.header_timeout, cfg.body_timeout,
-                                 cfg.keepalive_timeout,
-                                 access_log=logging.getLogger("fastsrv.access") if cfg.access_log else None,
-                                 write_timeout=cfg.write_timeout, ws=cfg.ws_config(),
-                                 underscores_in_headers=cfg.underscores_in_headers)
+            where = cfg.uds if cfg.uds else f"{cfg.host}:{cfg.port}"
+            raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+        pconfig = self._protocol_config()
         self.registry = registry = ConnectionRegistry(pconfig, cfg.max_connections)
         registry.start(loop)
-        router = self.app.router() if self.asgi is None else Router()
+        if self.request_limit:
+            registry.request_limit = self.request_limit
+            registry.on_request_limit = self._request_limit_reached
+        # the server's own paths go into a copy: the app's router may serve another server too
+        router = self.app.router().copy() if self.asgi is None else Router()
         self._add_health_routes(router)
         asgi = self.asgi
+        ssl_context = cfg.ssl_context
+        tls_timeouts = {}
+        if ssl_context is not None:
+            # a handshake gets the header timeout; at a close, close_notify is
+            # sent and the client's own close_notify (or its FIN) waited for
+            # at most TLS_CLOSE_WAIT, so a client that never answers it does
+            # not hold the drain
+            tls_timeouts = {"ssl_handshake_timeout": cfg.header_timeout or None,
+                            "ssl_shutdown_timeout": TLS_CLOSE_WAIT}
         listener = await loop.create_server(lambda: HttpProtocol(registry, router, asgi), sock=sock,
-                                            backlog=cfg.backlog)
+                                            backlog=cfg.backlog, ssl=ssl_context, **tls_timeouts)
         self._listeners.append(listener)
         self.sockets = [sock]
         self.state = State.RUNNING
@@ -263,26 +305,48 @@ class Server:
             log.info("ASGI app: %s", "requests run in place until they first suspend" if asgi.eager
                      else "each request runs in its own Task (the app uses anyio/sniffio, or "
                           f"--asgi-eager off), {_task_start(asgi.eager_start)}")
-        log.info("serving on %s (started in %.1f ms)", http_url(sock), _ms(t0))
+        log.info("serving on %s (started in %.1f ms)", http_url(sock, ssl_context is not None), _ms(t0))
         for callback in self._ready_callbacks:
             try:
                 callback()
             except Exception:
                 log.exception("a ready callback failed")
 
+    def _protocol_config(self) -> ProtocolConfig:
+        """What the core's connections read: limits, timeouts, and what the
+        production flags turned on (all of them off the request path when off)."""
+        cfg = self.config
+        access_log = None
+        if cfg.access_log:
+            from fastsrv.logs import AccessLog
+            access_log = AccessLog(cfg.access_log_format)
+        head = HeadLines(cfg.date_header, b"fastsrv" if cfg.server_header else None, cfg.headers)
+        proxy = ProxyHeaders(cfg.forwarded_allow_ips) if cfg.proxy_headers else None
+        return ProtocolConfig(cfg.limits(), cfg.header_timeout, cfg.body_timeout, cfg.keepalive_timeout,
+                              access_log=access_log, write_timeout=cfg.write_timeout, ws=cfg.ws_config(),
+                              head=head, tls=cfg.ssl_context is not None, proxy=proxy, metrics=self.metrics,
+                              limit_concurrency=cfg.limit_concurrency,
+                              underscores_in_headers=cfg.underscores_in_headers)
+
+    def _request_limit_reached(self) -> None:
+        """``limit_max_requests`` responses served: a worker asks its
+        supervisor for a replacement (``on_request_limit``); a single
+        process drains and exits 0, as uvicorn's does."""
+        log.info("served %d requests (--limit-max-requests)%s", self.request_limit,
+                 ": asking for a replacement" if self.on_request_limit else ": shutting down")
+        if self.on_request_limit is not None:
+            self.on_request_limit()
+        elif self.state is State.RUNNING:
+            self.request_stop(GRACEFUL, "request limit")
+
     def _bind(self) -> socket.socket:
         cfg = self.config
-        family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if cfg.reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((cfg.host, cfg.port))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
+        if cfg.uds:
+            sock = listen.bind_unix(cfg.uds)
+            self._uds_identity = listen.socket_identity(cfg.uds)
+        else:
+            sock = listen.bind_tcp(cfg.host, cfg.port, cfg.reuse_port)
+        sock.setblocking(False)
         return sock
 
     def _add_health_routes(self, router: Any) -> None:
@@ -298,6 +362,8 @@ class Server:
             router.add(self.config.liveness_path, Route({"GET": live}))
         if self.config.readiness_path:
             router.add(self.config.readiness_path, Route({"GET": ready}))
+        if self._metrics_endpoint is not None:
+            router.add(self.config.metrics_path, Route({"GET": self._metrics_endpoint}))
 
     # ---- the graceful shutdown ----
 
@@ -322,10 +388,15 @@ class Server:
         log.info("listeners closed in %.1f ms: new connections are refused", _ms(step))
 
         step = time.monotonic()
-        registry.begin_drain()
+        registry.begin_drain(self._gentle)
         report.in_flight = registry.active
         report.websockets = registry.open_websockets
-        report.idle_closed = registry.close_idle()
+        if self._gentle:
+            idle = registry.expire_idle(REPLACED_IDLE_GRACE)
+            log.info("replaced by a new process: %d idle connection(s) close after their next response "
+                     "or %.0f s idle", idle, REPLACED_IDLE_GRACE)
+        else:
+            report.idle_closed = registry.close_idle()
         background = registry.detached_tasks()
         log.info("closed %d idle connection(s) in %.1f ms; %d request(s) in flight%s%s",
                  report.idle_closed, _ms(step), report.in_flight,
@@ -359,6 +430,8 @@ class Server:
                 await self._unless_forced(asyncio.wait(handlers), 1.0)
             log.warning("exit wait time of %.1f s reached: cancelled %d request(s) still in flight",
                         self._exit_wait_time, report.cancelled)
+            if self.metrics is not None:
+                self.metrics.add_counter("cut", report.cancelled)
         else:
             log.info("in-flight requests finished in %.1f ms", _ms(step))
 
@@ -434,6 +507,10 @@ class Server:
     def _close_listeners(self) -> None:
         for listener in self._listeners:
             listener.close()
+        if self.config.uds and listen.remove_unix(self.config.uds, self._uds_identity):
+            # a proxy now gets "no such file" at once
+            self._uds_identity = None
+            log.info("removed the socket file %s", self.config.uds)
 
     async def _wait_listeners_closed(self) -> None:
         for listener in self._listeners:
@@ -514,9 +591,44 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def run(app: Any, config: Optional[Config] = None, **settings: Any) -> int:
-    """Run ``app`` on a new uvloop until it is stopped; return the exit status."""
-    return run_on_uvloop(Server(app, config, **settings).serve())
+def run(app: Any, config: Optional[Config] = None, workers: Optional[int] = None, **settings: Any) -> int:
+    """Run ``app`` on a new uvloop until it is stopped; return the exit status.
+
+    ``workers=N`` runs N worker processes under a supervisor, as ``fastsrv
+    run --workers N``: each worker imports the app, so ``app`` must be
+    importable: a ``"module:attr"`` string, or an object bound to a name in
+    an importable module (or in the script being run, guarded by ``if
+    __name__ == "__main__":``)."""
+    if workers is None:
+        return run_on_uvloop(Server(app, config, **settings).serve())
+    from fastsrv import cli
+    from fastsrv.supervisor import SUPERVISOR_FD_ENV
+    if SUPERVISOR_FD_ENV in os.environ:
+        raise ServerStateError("fastsrv.run(..., workers=N) ran again inside a worker importing the app: "
+                               "call it under `if __name__ == \"__main__\":`")
+    spec, app_dir = app_reference(app)
+    final = replace(config, **settings) if config is not None else Config(**settings)
+    return cli.main(["run", spec, "--app-dir", app_dir, "--workers", str(workers), *cli.config_argv(final)])
+
+
+def app_reference(app: Any) -> tuple[str, str]:
+    """``("module:attr", app_dir)`` by which a worker process can import ``app``."""
+    if isinstance(app, str):
+        return app, os.getcwd()
+    for name, module in list(sys.modules.items()):
+        if module is None or name.startswith("fastsrv."):
+            continue
+        for attr, value in list(vars(module).items()):
+            if value is app and not attr.startswith("__"):
+                if name == "__main__":
+                    path = getattr(module, "__file__", None)
+                    if not path:
+                        continue
+                    return f"{os.path.splitext(os.path.basename(path))[0]}:{attr}", os.path.dirname(
+                        os.path.abspath(path))
+                return f"{name}:{attr}", os.getcwd()
+    raise ConfigError("workers=N needs an app each worker can import: pass it as 'module:attr', or bind it "
+                      "to a name at the top level of a module")
 
 
 def run_on_uvloop(main: Any, leftover_timeout: float = 1.0) -> Any:

@@ -43,6 +43,14 @@ The lifecycle it forwards:
 * Each worker holds one end of a socket pair whose other end the supervisor
   keeps: it writes ``ready`` there once it serves, and starts a graceful
   drain if the supervisor disappears (EOF), so no worker outlives it.
+* Replacing a worker (``--limit-max-requests``, which the worker asks for by
+  writing ``recycle``; every worker at a ``--reload``): the replacement is
+  started first, and only once it writes ``ready`` is the old worker told
+  (``drain``) to drain.  It drains as at SIGTERM, except that its idle
+  keep-alive connections close after their next response (or a second
+  idle) rather than at once: the port stays served, so nothing is cut, and
+  a client never writes a request onto a connection being closed.  A
+  replacement that fails to start leaves the old worker serving.
 
 Exit status: 0 when every worker drained cleanly; otherwise the most serious
 worker status, in the order 5 (forced), 3 (requests cut at the deadline), 4
@@ -76,6 +84,8 @@ STOP_MARGIN = 5.0           # on top of delay + exit wait + hook budget: a worke
 SUPERVISOR_FD_ENV = "FASTSRV_SUPERVISOR_FD"
 WORKER_ID_ENV = "FASTSRV_WORKER_ID"
 _READY = b"ready\n"
+_RECYCLE = b"recycle\n"
+_DRAIN = b"drain\n"
 _SEVERITY = (EXIT_FORCED, EXIT_DEADLINE, EXIT_HOOK_FAILED)
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -100,6 +110,9 @@ class Worker:
     channel: socket.socket
     started: float
     ready: bool = False
+    metrics_slot: int = -1
+    recycle_asked: bool = False
+    replacement: bool = False           # started to take over from a worker being replaced
 
     def describe(self) -> str:
         return f"worker {self.slot} (pid {self.proc.pid})"
@@ -133,11 +146,29 @@ class Supervisor:
     """
 
     def __init__(self, sock: socket.socket, command: Callable[[int], list[str]],
-                 config: SupervisorConfig) -> None:
+                 config: SupervisorConfig, env_drop: Sequence[str] = (), metrics: Optional[int] = None,
+                 uds: Optional[str] = None, tls: bool = False) -> None:
         self.sock = sock
         self.command = command
         self.config = config
+        self.env_drop = frozenset(env_drop)
+        self.uds = uds
+        self.tls = tls
+        self._uds_identity = None
+        if uds is not None:
+            from fastsrv.listen import socket_identity
+            self._uds_identity = socket_identity(uds)
+        # with --metrics-path: a block of slots every worker maps (fastsrv.metrics)
+        self.metrics: Any = None
+        self._metrics_fd = -1
+        if metrics:
+            from fastsrv._metrics import Metrics
+            from fastsrv.metrics import shared_block
+            self._metrics_fd, memory = shared_block(metrics)
+            self.metrics = Metrics(memory, 0)
         self.workers: dict[int, Worker] = {}
+        self.retiring: dict[int, list[Worker]] = collections.defaultdict(list)   # slot -> being replaced
+        self.reload_pending = False     # set (from the file watcher's thread) when files changed
         self.restart_at: dict[int, float] = {}          # slot -> monotonic time
         self.quick_deaths: dict[int, int] = collections.defaultdict(int)
         self.deaths: collections.deque[float] = collections.deque()
@@ -163,17 +194,30 @@ class Supervisor:
                 self._dispatch_signals()
                 if self.stopping is None:
                     self._spawn(slot)
-            while self.workers or (self.stopping is None and self.exit_status is None):
+            while self._processes() or (self.stopping is None and self.exit_status is None):
                 self._wait(self._next_timeout())
                 self._dispatch_signals()
                 self._reap()
                 self._restart_due()
+                self._replace_all_if_asked()
                 self._enforce_deadline()
             return self._final_status()
         finally:
             self._kill_all()
             self._restore_signals()
             self._close_socket()
+            self._remove_uds()
+
+    def _processes(self) -> list[Worker]:
+        """Every worker process alive: current ones and those being replaced."""
+        return [*self.workers.values(), *(w for ws in self.retiring.values() for w in ws)]
+
+    def wake(self) -> None:
+        """Wake the loop (from another thread: the file watcher)."""
+        try:
+            self._wakeup_w.send(b"\0")
+        except OSError:
+            pass
 
     def _next_timeout(self) -> float:
         """Seconds until the next restart or the stop deadline, at most 1."""
@@ -194,52 +238,108 @@ class Supervisor:
                 self._on_channel(key.data)
 
     def _on_channel(self, worker: Worker) -> None:
-        was_ready = worker.ready
+        was_ready, was_asked = worker.ready, worker.recycle_asked
         if not self._read_ready(worker):
             self._selector.unregister(worker.channel)   # it is exiting; _reap will see it
-        elif worker.ready and not was_ready:
+            return
+        if worker.ready and not was_ready:
             self._on_ready(worker)
+        if worker.recycle_asked and not was_asked:
+            self._replace(worker, "it served its --limit-max-requests")
 
     @staticmethod
     def _read_ready(worker: Worker) -> bool:
-        """Read the worker's channel, noting a ``ready``; False at its end."""
+        """Read the worker's channel, noting ``ready`` and ``recycle``; False at its end."""
         try:
-            data = worker.channel.recv(64)
+            data = worker.channel.recv(256)
         except (BlockingIOError, InterruptedError):
             return True
         except OSError:
             return False
-        if data.startswith(_READY.strip()):
-            worker.ready = True
+        for line in data.splitlines(keepends=True):
+            if line == _READY:
+                worker.ready = True
+            elif line == _RECYCLE:
+                worker.recycle_asked = True
         return bool(data)
 
     def _on_ready(self, worker: Worker) -> None:
         if self.stopping is not None:
             return
+        for old in self.retiring.get(worker.slot, ()):
+            # its replacement serves: now the old worker drains
+            log.info("%s serving: %s drains", worker.describe(), old.describe())
+            self._tell(old, _DRAIN)
         if self.serving:
-            log.info("%s serving again", worker.describe())
+            if not worker.replacement:
+                log.info("%s serving again", worker.describe())
             return
         if all(w.ready for w in self.workers.values()) and len(self.workers) == self.config.workers:
             self.serving = True
             log.info("%d worker(s) serving on %s (supervisor pid %d)",
-                     self.config.workers, http_url(self.sock), os.getpid())
+                     self.config.workers, http_url(self.sock, self.tls), os.getpid())
+
+    # ---- replacing workers: --limit-max-requests, --reload ----
+
+    def _replace(self, old: Worker, why: str) -> None:
+        """Start a new worker for ``old``'s slot; ``old`` drains once the new one serves."""
+        if self.stopping is not None or self.workers.get(old.slot) is not old:
+            return
+        log.info("replacing %s (%s): starting its successor first", old.describe(), why)
+        del self.workers[old.slot]
+        self.retiring[old.slot].append(old)
+        self._spawn(old.slot, replacement=True)
+
+    def request_reload(self) -> None:
+        """Replace every worker (from the file watcher, on any thread)."""
+        self.reload_pending = True
+        self.wake()
+
+    def _replace_all_if_asked(self) -> None:
+        if not self.reload_pending or self.stopping is not None:
+            return
+        self.reload_pending = False
+        for worker in list(self.workers.values()):
+            if worker.ready:        # one still starting imports the files as they are now
+                self._replace(worker, "files changed")
+
+    @staticmethod
+    def _tell(worker: Worker, message: bytes) -> None:
+        try:
+            worker.channel.send(message)
+        except OSError:
+            pass
 
     # ---- workers ----
 
-    def _spawn(self, slot: int) -> None:
+    def _spawn(self, slot: int, replacement: bool = False) -> None:
         ours, theirs = socket.socketpair()
-        env = {**os.environ, SUPERVISOR_FD_ENV: str(theirs.fileno()), WORKER_ID_ENV: str(slot)}
+        env = {k: v for k, v in os.environ.items() if k not in self.env_drop}
+        env.update({SUPERVISOR_FD_ENV: str(theirs.fileno()), WORKER_ID_ENV: str(slot)})
         fd = self.sock.fileno()
+        pass_fds = [fd, theirs.fileno()]
+        metrics_slot = -1
+        if self.metrics is not None:
+            from fastsrv.metrics import METRICS_FD_ENV, METRICS_SLOT_ENV
+            metrics_slot = self.metrics.free_slot()
+            if metrics_slot > 0:
+                self.metrics.claim(metrics_slot)
+                env.update({METRICS_FD_ENV: str(self._metrics_fd), METRICS_SLOT_ENV: str(metrics_slot)})
+                pass_fds.append(self._metrics_fd)
+            else:
+                log.error("no free metrics slot for worker %d: its requests are not counted", slot)
         # the worker starts with the stop signals blocked (a child inherits
         # the mask) and unblocks them once its handlers are installed: a
         # signal forwarded while it starts up is a graceful stop, not a death
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
-            proc = subprocess.Popen(self.command(fd), env=env, pass_fds=(fd, theirs.fileno()),
+            proc = subprocess.Popen(self.command(fd), env=env, pass_fds=pass_fds,
                                     start_new_session=True)
         except OSError as exc:
             ours.close()
             theirs.close()
+            if metrics_slot > 0:
+                self.metrics.retire(metrics_slot)
             log.error("cannot start worker %d: %s", slot, exc)
             self._note_death(slot, 0.0, EXIT_STARTUP_FAILED, ever_ready=self.serving)
             return
@@ -247,7 +347,7 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         theirs.close()
         ours.setblocking(False)
-        worker = Worker(slot, proc, ours, time.monotonic())
+        worker = Worker(slot, proc, ours, time.monotonic(), metrics_slot=metrics_slot, replacement=replacement)
         self.workers[slot] = worker
         self._selector.register(ours, selectors.EVENT_READ, worker)
         log.info("%s started", worker.describe())
@@ -260,12 +360,52 @@ class Supervisor:
             del self.workers[slot]
             if not worker.ready:
                 self._read_ready(worker)    # it may have said ready just before it exited
-            try:
-                self._selector.unregister(worker.channel)
-            except (KeyError, ValueError):
-                pass
-            worker.channel.close()
+            self._forget(worker)
+            if worker.replacement and not worker.ready and self.retiring.get(slot) and self.stopping is None:
+                log.error("%s, the replacement, exited before it served (%s): %s keeps serving "
+                          "(see its log above)", worker.describe(), _status_text(code),
+                          ", ".join(w.describe() for w in self.retiring[slot]))
+                self._reinstate(slot)
+                continue
             self._on_exit(worker, code)
+        for slot, old in list(self.retiring.items()):
+            for worker in list(old):
+                code = worker.proc.poll()
+                if code is None:
+                    continue
+                old.remove(worker)
+                self._forget(worker)
+                if self.stopping is not None:
+                    self.statuses.append(code)
+                level = logging.INFO if code == EXIT_OK else logging.WARNING
+                log.log(level, "%s, replaced, exited: %s", worker.describe(), _status_text(code))
+            if not old:
+                del self.retiring[slot]
+
+    def _reinstate(self, slot: int) -> None:
+        """The replacement for ``slot`` failed to start: its old worker
+        serves on.  After a --reload that waits for the next change; a
+        recycle is not tried again, and counts toward the crash-loop limit."""
+        old = self.retiring[slot].pop()
+        if not self.retiring[slot]:
+            del self.retiring[slot]
+        self.workers[slot] = old
+        if old.recycle_asked:
+            old.recycle_asked = False
+            self.deaths.append(time.monotonic())     # counts toward the crash-loop limit
+            if len(self.deaths) > self.config.max_restarts:
+                log.error("crash loop: the replacement workers keep failing to start")
+                self.exit_status = EXIT_CRASH_LOOP
+                self._begin_stop(signal.SIGTERM, "crash loop")
+
+    def _forget(self, worker: Worker) -> None:
+        try:
+            self._selector.unregister(worker.channel)
+        except (KeyError, ValueError):
+            pass
+        worker.channel.close()
+        if self.metrics is not None and worker.metrics_slot > 0:
+            self.metrics.retire(worker.metrics_slot)
 
     def _on_exit(self, worker: Worker, code: int) -> None:
         lived = time.monotonic() - worker.started
@@ -336,29 +476,30 @@ class Supervisor:
         self.deadline = time.monotonic() + self.config.stop_timeout + STOP_MARGIN
         # the workers hold their own copies: the listener closes with the last of them
         self._close_socket()
-        live = len(self.workers)
+        self._remove_uds()
+        live = len(self._processes())
         log.info("%s: stopping %d worker(s) with %s, waiting up to %.1f s", why, live,
                  signal.Signals(sig).name, self.deadline - time.monotonic())
         self._signal_workers(sig)
 
     def _signal_workers(self, sig: int) -> None:
-        for worker in self.workers.values():
+        for worker in self._processes():
             try:
                 worker.proc.send_signal(sig)
             except ProcessLookupError:
                 pass
 
     def _enforce_deadline(self) -> None:
-        if self.stopping is None or not self.workers or time.monotonic() < self.deadline:
+        if self.stopping is None or not self._processes() or time.monotonic() < self.deadline:
             return
-        late = ", ".join(w.describe() for w in self.workers.values())
+        late = ", ".join(w.describe() for w in self._processes())
         log.error("%d worker(s) still running %.1f s after the stop began: killing %s",
-                  len(self.workers), self.config.stop_timeout + STOP_MARGIN, late)
+                  len(self._processes()), self.config.stop_timeout + STOP_MARGIN, late)
         self._kill_all()
         self._reap()
 
     def _kill_all(self) -> None:
-        for worker in self.workers.values():
+        for worker in self._processes():
             if worker.proc.poll() is None:
                 try:
                     os.killpg(worker.proc.pid, signal.SIGKILL)  # its children too: it leads its session
@@ -377,6 +518,13 @@ class Supervisor:
     def _close_socket(self) -> None:
         if self.sock.fileno() != -1:
             self.sock.close()
+
+    def _remove_uds(self) -> None:
+        if self.uds is not None:
+            from fastsrv.listen import remove_unix
+            if remove_unix(self.uds, self._uds_identity):
+                log.info("removed the socket file %s", self.uds)
+            self.uds = None
 
     # ---- signals: the handlers only queue ----
 
@@ -406,13 +554,12 @@ class Supervisor:
         self._wakeup_w.close()
 
 
-def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
-    """The listening socket every worker inherits (``OSError`` if it cannot be bound)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def bind_socket(host: str, port: int, backlog: int, uds: Optional[str] = None) -> socket.socket:
+    """The listening socket every worker inherits, TCP or at the Unix
+    socket path ``uds`` (``OSError`` if it cannot be bound)."""
+    from fastsrv import listen
+    sock = listen.bind_unix(uds) if uds else listen.bind_tcp(host, port)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
         sock.listen(backlog)
     except OSError:
         sock.close()
@@ -421,11 +568,25 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
 
 
 def attach_worker(server: Any, fd: int) -> None:
-    """In a worker: tell the supervisor once ``server`` serves, and drain if
-    the supervisor goes away (its end of the channel closes)."""
+    """In a worker: tell the supervisor once ``server`` serves, drain if the
+    supervisor goes away (its end of the channel closes) or says ``drain``
+    (a replacement serves), ask to be replaced at ``--limit-max-requests``,
+    and count into the supervisor's metrics block."""
     channel = socket.socket(fileno=fd)
     channel.set_inheritable(False)      # pass_fds made it inheritable: programs the app starts must not hold it
     channel.setblocking(False)
+    from fastsrv.metrics import attach_from_env
+    shared = attach_from_env()
+    if shared is not None and server.metrics is not None:
+        server.metrics = shared
+
+    def ask_replacement() -> None:
+        try:
+            channel.send(_RECYCLE)
+        except OSError:
+            pass
+
+    server.on_request_limit = ask_replacement
 
     def on_ready() -> None:
         import asyncio
@@ -448,6 +609,8 @@ def attach_worker(server: Any, fd: int) -> None:
             if server.state.value == "running":
                 log.warning("the supervisor is gone: draining")
                 server.request_stop("graceful", "supervisor exit")
+        elif _DRAIN in data and server.state.value == "running":
+            server.request_stop("graceful", "replacement serving", replaced=True)
 
     server.add_ready_callback(on_ready)
 

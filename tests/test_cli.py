@@ -1,6 +1,7 @@
 """The ``fastsrv run`` command line."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -20,8 +21,9 @@ def test_access_log_writes_one_line_per_request(process_server):
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
     log = p.log()
-    assert '127.0.0.1 - "GET / HTTP/1.1" 200' in log
-    assert '127.0.0.1 - "GET /nope HTTP/1.1" 404' in log
+    # the Common Log Format (the default --access-log-format), then the duration in ms
+    assert re.search(r'127\.0\.0\.1 - - \[[^]]+\] "GET / HTTP/1\.1" 200 13 [0-9.]+\n', log), log
+    assert re.search(r'127\.0\.0\.1 - - \[[^]]+\] "GET /nope HTTP/1\.1" 404 10 [0-9.]+\n', log), log
 
 
 def test_bad_settings_exit_2_with_the_setting_named():
