@@ -87,7 +87,9 @@ cdef class WebSocketConnection:
     cdef object close_timer
     cdef bint delivered_close
     cdef bint parsing                # inside data_received
-    cdef bint halted                 # a failure found while parsing: nothing more is read
+    cdef bint failing                # a failure is under way (its Close sent, or about to be)
+    cdef bint halted                 # the framing is lost: nothing more is read
+    cdef bint skipping               # the content failed: data frames are read and skipped
     cdef int fail_code
     cdef str fail_reason
     # keepalive
@@ -115,7 +117,7 @@ cdef class WebSocketConnection:
     cdef int send_close(self, int code, str reason) except -1
     cdef int start_close(self, int code, str reason, double timeout) except -1
     cdef int fail(self, int code, str reason) except -1
-    cdef int fail_now(self, int code, str reason) except -1
+    cdef int fail_now(self) except -1
     cdef int finish(self) except -1
 
 

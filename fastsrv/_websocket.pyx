@@ -497,6 +497,10 @@ cdef class WebSocketConnection:
         self.frame_fin = (b0 & 0x80) != 0
         self.frame_op = op
         self.frame_left = length
+        if op < 8 and (self.skipping or self.close_sent):
+            # the connection is closing: data frames are framed and skipped
+            self.in_frame = True
+            return need
         if op >= 8:
             if op > OP_PONG:
                 return self.refuse(1002, f"reserved opcode {op}")
@@ -525,10 +529,12 @@ cdef class WebSocketConnection:
         else:
             return self.refuse(1002, f"reserved opcode {op}")
         if op < 8 and not self.msg_deflated:
-            # the limit is enforced before the payload is buffered
+            # the limit is enforced before the payload is buffered (the frame
+            # is then skipped)
             if length > <uint64_t>(self.config.max_size - self.msg_size):
-                return self.refuse(1009, f"a message over {self.config.max_size} bytes")
-            self.msg_size += <int64_t>length
+                self.fail(1009, f"a message over {self.config.max_size} bytes")
+            else:
+                self.msg_size += <int64_t>length
         self.in_frame = True
         return need
 
@@ -538,6 +544,8 @@ cdef class WebSocketConnection:
         cdef Py_ssize_t start = PyByteArray_GET_SIZE(target)
         cdef uint8_t* out
         if n == 0:
+            return 0
+        if self.frame_op < 8 and (self.skipping or self.close_sent):
             return 0
         PyByteArray_Resize(target, start + n)
         out = <uint8_t*>PyByteArray_AS_STRING(target) + start
@@ -564,10 +572,8 @@ cdef class WebSocketConnection:
             return 0
         if self.frame_op >= 8:
             return self.control_done()
-        if self.close_sent:
-            # once our Close is out, data frames are read and dropped
-            if self.frame_fin:
-                self.msg_op = 0
+        if self.skipping or self.close_sent:
+            # once the connection is closing, data frames are read and dropped
             return 0
         if self.msg_deflated:
             if self.inflate_buffered(self.frame_fin) < 0 or not self.frame_fin:
@@ -631,7 +637,7 @@ cdef class WebSocketConnection:
         cdef int code
         cdef str reason
         if self.frame_op == OP_PING:
-            if not self.close_sent:
+            if not self.close_sent and not self.failing:
                 self.write_frame(OP_PONG, payload, False)
             return 0
         if self.frame_op == OP_PONG:
@@ -641,7 +647,8 @@ cdef class WebSocketConnection:
                     self.ping_timer.cancel()
                 self.ping_timer = self.loop.call_later(self.config.ping_interval, self._ping)
             return 0
-        # Close (RFC 6455 5.5.1, 7.1.5, 7.4)
+        # Close (RFC 6455 5.5.1, 7.1.5, 7.4): even a bad one ends the client's side
+        self.close_received = True
         if n == 0:
             code, reason = 1005, ""
         elif n == 1:
@@ -654,7 +661,8 @@ cdef class WebSocketConnection:
                 reason = payload[2:].decode("utf-8")
             except UnicodeDecodeError:
                 return self.fail(1007, "a Close reason that is not UTF-8")
-        self.close_received = True
+        if self.failing and not self.close_sent:
+            return 0        # the failure's Close goes out next, then TCP closes
         if not self.close_sent:
             # echo the code; the server then closes the TCP connection first
             self.send_close(1000 if code == 1005 else code, "")
@@ -836,32 +844,46 @@ cdef class WebSocketConnection:
         """Fail the connection (RFC 6455 7.1.7): send Close with ``code``,
         tell the app, and close the TCP connection.
 
-        Found while parsing a read, the failure waits one loop iteration,
-        with nothing more read: the messages that read completed before the
-        bad bytes reach the app first, and what it answers goes out before
-        the Close."""
-        if self.state == WS_CLOSED or self.halted:
+        Found while parsing a read, the failure waits one loop iteration:
+        the messages that read completed before the bad bytes reach the app
+        first, and what it answers goes out before the Close.  A failure of
+        a message's content (1007, 1009) leaves the framing intact: the
+        rest is read and skipped, and TCP is closed once the client has
+        answered the Close (or after at most 2 s), so that the client
+        receives the Close instead of a reset for the bytes it still sent.
+        After a framing error nothing more is read."""
+        if self.state == WS_CLOSED or self.failing:
             return 0
-        if self.parsing:
+        self.failing = True
+        self.fail_code = code
+        self.fail_reason = reason
+        self.msg_op = 0
+        self.parts = None
+        PyByteArray_Resize(self.msg, 0)
+        if code == 1007 or code == 1009:
+            self.skipping = True
+        else:
             self.halted = True
-            self.fail_code = code
-            self.fail_reason = reason
+        if self.parsing:
             self.loop.call_soon(self._fail_now)
             return 0
-        return self.fail_now(code, reason)
+        return self.fail_now()
 
     def _fail_now(self):
-        self.halted = False
-        self.fail_now(self.fail_code, self.fail_reason)
+        self.fail_now()
 
-    cdef int fail_now(self, int code, str reason) except -1:
+    cdef int fail_now(self) except -1:
+        cdef double wait
         if self.state == WS_CLOSED:
             return 0
         if not self.close_sent:
-            self.send_close(code, reason)
-            self.close_code, self.close_reason = code, reason
-        self.deliver_close(code, reason)
-        self.msg_op = 0
+            self.send_close(self.fail_code, self.fail_reason)
+            self.close_code, self.close_reason = self.fail_code, self.fail_reason
+        self.deliver_close(self.fail_code, self.fail_reason)
+        wait = min(self.config.close_timeout, 2.0)
+        if self.skipping and not self.close_received and wait > 0:
+            self.close_timer = self.loop.call_later(wait, self._close_timeout)
+            return 0
         self.in_frame = False
         self.transport.close()
         return self.finish()
