@@ -28,7 +28,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import autobahn, procs  # noqa: E402
-from bench.harness.report import _SECTION  # noqa: E402
+from bench.harness.report import write_section as write_results_section  # noqa: E402
 
 SECTION = "autobahn"
 APP = "tests.apps.websockets:asgi"
@@ -95,14 +95,8 @@ def report(data: dict) -> list[str]:
 
 
 def write_section(path: Path, lines: list[str]) -> None:
-    section = (f"<!-- suite {SECTION}: begin -->\n<!-- written by `python bench/autobahn.py`; rerun it rather "
-               "than edit -->\n" + "\n".join(lines).rstrip("\n") + f"\n\n<!-- suite {SECTION}: end -->\n")
-    existing = path.read_text() if path.exists() else "# fastsrv benchmark results\n"
-    for match in _SECTION.finditer(existing):
-        if match["name"] == SECTION:
-            path.write_text(existing[:match.start()] + section + existing[match.end():])
-            return
-    path.write_text(existing.rstrip("\n") + "\n\n" + section)
+    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
+    write_results_section(path, SECTION, "python bench/autobahn.py", lines)
 
 
 def main() -> int:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import shlex
 import subprocess
@@ -39,7 +38,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "ci"))
 
 import interpreters  # noqa: E402
-from harness.report import _SECTION  # noqa: E402
+from harness.report import write_section as write_results_section  # noqa: E402
 from harness.results import ServerResult, server_result_from_json  # noqa: E402
 from harness.targets import ITEM  # noqa: E402
 
@@ -253,15 +252,8 @@ def write_chart(path: Path, versions: list[str], dumps: dict[str, tuple[dict, di
 
 
 def write_section(path: Path, lines: list[str]) -> None:
-    section = (f"<!-- suite {SECTION}: begin -->\n"
-               "<!-- written by `python bench/frameworks.py`; rerun it rather than edit -->\n"
-               + "\n".join(lines).rstrip("\n") + f"\n\n<!-- suite {SECTION}: end -->\n")
-    existing = path.read_text() if path.exists() else "# fastsrv benchmark results\n"
-    for match in _SECTION.finditer(existing):
-        if match["name"] == SECTION:
-            path.write_text(existing[:match.start()] + section + existing[match.end():])
-            return
-    path.write_text(existing.rstrip("\n") + "\n\n" + section)
+    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
+    write_results_section(path, SECTION, "python bench/frameworks.py", lines)
 
 
 def main() -> int:

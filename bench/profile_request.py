@@ -6,6 +6,7 @@ what the server adds to it.
     python bench/profile_request.py --python /path/to/python3.13 --python /path/to/python3.11
     python bench/profile_request.py --app bench.peers.starlette_hello:app --server-arg=--asgi-eager=off
     python bench/profile_request.py --no-py-spy                # instruction counts only
+    python bench/profile_request.py --peers ''                 # fastsrv only, no uvicorn/granian
 
 Two measurements per interpreter:
 
@@ -16,8 +17,9 @@ Two measurements per interpreter:
   with a fastsrv-shaped scope and no-op ``receive``/``send``) running N and
   3N times; each figure is the difference divided by 2N, so start-up and
   shut-down cancel out.  The server's share is the first minus the second.
-  Kernel work (the socket syscalls, loopback delivery) is not counted: it
-  is the same for every server.
+  uvicorn and granian (``--peers``) are counted serving the same app the
+  same way, so the work each server adds around it can be compared.
+  Kernel work (the socket syscalls, loopback delivery) is not counted.
 * **Where the CPU goes under load** (py-spy, ``--native``, under
   ``wrk -t1 -c100``, server on CPU 0 and wrk on CPU 1): each sample is
   given to the innermost frame that belongs to a known owner (fastsrv's
@@ -46,7 +48,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from harness.report import _SECTION  # noqa: E402
+from harness.report import write_section as write_results_section  # noqa: E402
 
 SECTION = "profile"
 CLIENT_CONNECTIONS = 10
@@ -150,19 +152,39 @@ def callgrind_total(path: Path) -> int:
     raise RuntimeError(f"no totals in {path}")
 
 
-def count_server(python: str, args: argparse.Namespace, n: int, tmp: Path) -> int:
+def server_argv(server: str, python: str, args: argparse.Namespace, port: int) -> list[str]:
+    """The command serving ``args.app`` on ``server``, with the flags of the frameworks suite."""
+    if server == "fastsrv":
+        return [python, "-m", "fastsrv", "run", args.app, "--interface", "asgi", "--lifespan", "off",
+                "--log-level", "warning", "--port", str(port), *args.server_arg]
+    if server == "uvicorn":
+        return [python, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                "--log-level", "warning", "--lifespan", "off", "--port", str(port), args.app]
+    if server == "granian":
+        return [python, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--workers", "1",
+                "--runtime-threads", "1", "--no-ws", "--log-level", "warning", "--port", str(port), args.app]
+    raise ValueError(f"unknown server {server!r} (fastsrv, uvicorn, granian)")
+
+
+def count_server(server: str, python: str, args: argparse.Namespace, n: int, tmp: Path) -> int:
+    """Instructions of ``server``'s whole process tree (granian serves from a child process)
+    serving ``n`` requests, start-up and shut-down included."""
     port = free_port()
-    out = tmp / f"server.{n}.cg"
-    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "-q", python, "-m", "fastsrv", "run",
-            args.app, "--interface", "asgi", "--lifespan", "off", "--log-level", "warning", "--port", str(port),
-            *args.server_arg]
+    out = tmp / f"{server}.{n}"
+    out.mkdir()
+    argv = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}/%p.cg", "-q",
+            *server_argv(server, python, args, port)]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         drive(port, n, request_bytes(args.method, args.path, args.body.encode(), args.content_type))
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(300)
-    return callgrind_total(out)
+        try:
+            proc.wait(300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    return sum(callgrind_total(path) for path in out.glob("*.cg"))
 
 
 def count_alone(python: str, args: argparse.Namespace, n: int, tmp: Path) -> int:
@@ -175,15 +197,19 @@ def count_alone(python: str, args: argparse.Namespace, n: int, tmp: Path) -> int
     return callgrind_total(out)
 
 
-def instructions(python: str, args: argparse.Namespace) -> tuple[float, float]:
-    """(server + app, app alone) instructions per request."""
+def instructions(python: str, args: argparse.Namespace) -> dict[str, float]:
+    """Instructions per request: {server: the app served by it, "alone": the app alone}."""
+    counts: dict[str, float] = {}
+    n = args.requests
     with tempfile.TemporaryDirectory(prefix="fastsrv-profile-") as tmp:
-        n = args.requests
-        log(f"callgrind: fastsrv serving {n} and {3 * n} requests")
-        served = (count_server(python, args, 3 * n, Path(tmp)) - count_server(python, args, n, Path(tmp))) / (2 * n)
+        for server in ["fastsrv", *args.peers]:
+            log(f"callgrind: {server} serving {n} and {3 * n} requests")
+            counts[server] = (count_server(server, python, args, 3 * n, Path(tmp))
+                              - count_server(server, python, args, n, Path(tmp))) / (2 * n)
         log(f"callgrind: the app alone, {n} and {3 * n} calls")
-        alone = (count_alone(python, args, 3 * n, Path(tmp)) - count_alone(python, args, n, Path(tmp))) / (2 * n)
-    return served, alone
+        counts["alone"] = (count_alone(python, args, 3 * n, Path(tmp))
+                           - count_alone(python, args, n, Path(tmp))) / (2 * n)
+    return counts
 
 
 def classify(stack: list[str]) -> tuple[str, bool]:
@@ -252,13 +278,24 @@ def report(args: argparse.Namespace, rows: list[dict]) -> list[str]:
         "server adds (kernel work, the same for every server, is not counted). The shares are py-spy "
         "samples of the server under `wrk -t1 -c100`, each given to the innermost frame with a known owner.",
         "",
-        "| CPython | on fastsrv: instructions/request | the app alone | fastsrv adds | fastsrv's share |",
-        "|---|---:|---:|---:|---:|",
+        "| CPython | on fastsrv: instructions/request | the app alone | fastsrv adds | fastsrv's share |"
+        + "".join(f" on {peer} | {peer} adds | fastsrv ÷ {peer} |" for peer in args.peers),
+        "|---|---:|---:|---:|---:|" + "---:|---:|---:|" * len(args.peers),
     ]
     for row in rows:
-        served, alone = row["instructions"]
-        lines.append(f"| {row['version']} | {served:,.0f} | {alone:,.0f} | {served - alone:,.0f} | "
-                     f"{(served - alone) / served:.1%} |")
+        counts = row["instructions"]
+        served, alone = counts["fastsrv"], counts["alone"]
+        line = f"| {row['version']} | {served:,.0f} | {alone:,.0f} | {served - alone:,.0f} | " \
+               f"{(served - alone) / served:.1%} |"
+        for peer in args.peers:
+            line += f" {counts[peer]:,.0f} | {counts[peer] - alone:,.0f} | {served / counts[peer]:.2f}× |"
+        lines.append(line)
+    if args.peers:
+        lines += ["", "The peers run with the frameworks suite's flags (uvicorn: uvloop + httptools; granian: "
+                  "1 worker, 1 runtime thread, uvloop); granian's count is that of its whole process tree. "
+                  "Instructions are not time: what the kernel does for each server is left out, and so is "
+                  "how fast each instruction runs, so these ratios say how much work each server does "
+                  "around the same app, and the timed suite says what it costs."]
     sampled = [row for row in rows if row.get("shares")]
     if sampled:
         lines += ["", "CPU samples under load (share of all samples; in brackets, the part inside the app's call):",
@@ -277,15 +314,8 @@ def report(args: argparse.Namespace, rows: list[dict]) -> list[str]:
 
 
 def write_section(path: Path, lines: list[str]) -> None:
-    section = (f"<!-- suite {SECTION}: begin -->\n"
-               "<!-- written by `python bench/profile_request.py`; rerun it rather than edit -->\n"
-               + "\n".join(lines).rstrip("\n") + f"\n\n<!-- suite {SECTION}: end -->\n")
-    existing = path.read_text() if path.exists() else "# fastsrv benchmark results\n"
-    for match in _SECTION.finditer(existing):
-        if match["name"] == SECTION:
-            path.write_text(existing[:match.start()] + section + existing[match.end():])
-            return
-    path.write_text(existing.rstrip("\n") + "\n\n" + section)
+    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
+    write_results_section(path, SECTION, "python bench/profile_request.py", lines)
 
 
 def main() -> int:
@@ -298,12 +328,18 @@ def main() -> int:
     ap.add_argument("--body", default="", help="request body (text)")
     ap.add_argument("--content-type", default="application/json")
     ap.add_argument("--server-arg", action="append", default=[], help="extra fastsrv run argument (repeat)")
+    ap.add_argument("--peers", default="uvicorn,granian",
+                    help="servers counted beside fastsrv serving the same app (default: uvicorn,granian; '' for none)")
     ap.add_argument("--requests", type=int, default=500, help="N: requests counted are N and 3N (default 500)")
     ap.add_argument("--seconds", type=int, default=8, help="py-spy sampling time (default 8)")
     ap.add_argument("--no-py-spy", action="store_true", help="instruction counts only")
     ap.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
     ap.add_argument("--print", action="store_true", help="print the section instead of writing it")
     args = ap.parse_args()
+    args.peers = [peer.strip() for peer in args.peers.split(",") if peer.strip()]
+    for peer in args.peers:
+        if peer not in ("uvicorn", "granian"):
+            ap.error(f"--peers: unknown server {peer!r} (uvicorn, granian)")
     missing = [tool for tool in ("valgrind", "taskset") + (() if args.no_py_spy else ("wrk",)) if not shutil.which(tool)]
     if missing:
         log(f"missing: {', '.join(missing)} (apt-get install valgrind util-linux wrk)")

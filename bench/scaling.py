@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ sys.path.insert(0, str(BENCH))
 
 from harness.debian import ToolMissing, ensure_tools  # noqa: E402
 from harness.machine import describe_machine  # noqa: E402
+from harness.report import write_section as write_results_section  # noqa: E402
 
 log = logging.getLogger("bench.scaling")
 
@@ -156,15 +156,8 @@ def observations(summary: dict[str, dict[str, Any]], machine: dict[str, str]) ->
 
 
 def write_section(path: Path, lines: list[str]) -> None:
-    """Replace (or append) the delimited ``workers`` section of RESULTS.md, keeping the rest."""
-    section = (f"<!-- suite {SECTION}: begin -->\n<!-- written by `python bench/scaling.py`; rerun it rather "
-               f"than edit -->\n" + "\n".join(lines).rstrip("\n") + f"\n\n<!-- suite {SECTION}: end -->\n")
-    existing = path.read_text() if path.exists() else "# fastsrv benchmark results\n"
-    pattern = re.compile(rf"<!-- suite {SECTION}: begin -->\n.*?<!-- suite {SECTION}: end -->\n?", re.DOTALL)
-    if pattern.search(existing):
-        path.write_text(pattern.sub(lambda _: section, existing))
-    else:
-        path.write_text(existing.rstrip("\n") + "\n\n" + section)
+    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
+    write_results_section(path, SECTION, "python bench/scaling.py", lines)
 
 
 def chart(path: Path, summary: dict[str, dict[str, Any]], settings: dict[str, Any]) -> None:

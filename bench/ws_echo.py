@@ -41,7 +41,7 @@ sys.path.insert(0, str(BENCH))
 
 from harness import procs  # noqa: E402
 from harness.machine import describe_machine, python_versions  # noqa: E402
-from harness.report import _SECTION  # noqa: E402
+from harness.report import write_section as write_results_section  # noqa: E402
 
 SECTION = "ws-echo"
 ASGI_APP = "bench.peers.ws_asgi_echo:app"
@@ -300,14 +300,8 @@ def write_chart(path: Path, results: list[Result]) -> bool:
 
 
 def write_section(path: Path, lines: list[str]) -> None:
-    section = (f"<!-- suite {SECTION}: begin -->\n<!-- written by `python bench/ws_echo.py`; rerun it rather "
-               "than edit -->\n" + "\n".join(lines).rstrip("\n") + f"\n\n<!-- suite {SECTION}: end -->\n")
-    existing = path.read_text() if path.exists() else "# fastsrv benchmark results\n"
-    for match in _SECTION.finditer(existing):
-        if match["name"] == SECTION:
-            path.write_text(existing[:match.start()] + section + existing[match.end():])
-            return
-    path.write_text(existing.rstrip("\n") + "\n\n" + section)
+    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
+    write_results_section(path, SECTION, "python bench/ws_echo.py", lines)
 
 
 def main() -> int:

@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 
 from bench.harness.debian import ToolMissing, ensure_tools  # noqa: E402
 from bench.harness.haproxy import HAProxy, StatusMonitor, haproxy_config  # noqa: E402
-from bench.harness.report import _SECTION  # noqa: E402
+from bench.harness.report import write_section as write_results_section  # noqa: E402
 from bench.harness.rolling import SCENARIOS, WS_SERVERS, Backend, Settings  # noqa: E402
 from bench.rolling_restart import RollingRestart, describe_restart  # noqa: E402
 
@@ -143,14 +143,8 @@ def report(results: list[dict], settings: Settings, clients: int) -> list[str]:
 
 
 def write_section(path: Path, lines: list[str]) -> None:
-    section = (f"<!-- suite {SECTION}: begin -->\n<!-- written by `python bench/ws_rolling_restart.py`; rerun it "
-               "rather than edit -->\n" + "\n".join(lines).rstrip("\n") + f"\n\n<!-- suite {SECTION}: end -->\n")
-    existing = path.read_text() if path.exists() else "# fastsrv benchmark results\n"
-    for match in _SECTION.finditer(existing):
-        if match["name"] == SECTION:
-            path.write_text(existing[:match.start()] + section + existing[match.end():])
-            return
-    path.write_text(existing.rstrip("\n") + "\n\n" + section)
+    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
+    write_results_section(path, SECTION, "python bench/ws_rolling_restart.py", lines)
 
 
 def main() -> int:

@@ -277,11 +277,20 @@ def report_lines(
 _SECTION = re.compile(r"<!-- suite (?P<name>[\w-]+): begin -->\n.*?<!-- suite (?P=name): end -->\n?", re.DOTALL)
 
 
-def _section(suite: Suite, lines: Sequence[str]) -> str:
-    """A suite's report delimited so that the next run of any suite can find and keep or replace it."""
-    return (f"<!-- suite {suite.name}: begin -->\n"
-            f"<!-- written by `python bench/run.py --suite {suite.name}`; rerun it rather than edit -->\n"
-            + "\n".join(lines).rstrip("\n") + f"\n\n<!-- suite {suite.name}: end -->\n")
+def write_section(path: Path, name: str, command: str, lines: Sequence[str]) -> None:
+    """Replace (or append) the section ``name`` of the results file ``path``,
+    written by ``command``, keeping everything else in the file as it was."""
+    section = (f"<!-- suite {name}: begin -->\n"
+               f"<!-- written by `{command}`; rerun it rather than edit -->\n"
+               + "\n".join(lines).rstrip("\n") + f"\n\n<!-- suite {name}: end -->\n")
+    existing = path.read_text() if path.exists() else ""
+    for match in _SECTION.finditer(existing):
+        if match["name"] == name:
+            path.write_text(existing[:match.start()] + section + existing[match.end():])
+            return
+    if not existing.strip():
+        existing = "# fastsrv benchmark results\n"  # the owning suite writes the rest when it runs
+    path.write_text(existing.rstrip("\n") + "\n\n" + section)
 
 
 def write_markdown(path: Path, suite: Suite, lines: Sequence[str]) -> None:
@@ -291,19 +300,12 @@ def write_markdown(path: Path, suite: Suite, lines: Sequence[str]) -> None:
     sections of other suites after it; any other suite replaces its own section
     (or appends it), leaving everything else as it was.
     """
-    existing = path.read_text() if path.exists() else ""
     if suite.owns_file:
+        existing = path.read_text() if path.exists() else ""
         kept = [match[0] for match in _SECTION.finditer(existing)]
         path.write_text("\n".join(lines).rstrip("\n") + "\n" + "".join("\n" + section for section in kept))
         return
-    section = _section(suite, lines)
-    for match in _SECTION.finditer(existing):
-        if match["name"] == suite.name:
-            path.write_text(existing[:match.start()] + section + existing[match.end():])
-            return
-    if not existing.strip():
-        existing = "# fastsrv benchmark results\n"  # the owning suite writes the rest when it runs
-    path.write_text(existing.rstrip("\n") + "\n\n" + section)
+    write_section(path, suite.name, f"python bench/run.py --suite {suite.name}", lines)
 
 
 def write_json(path: Path, payload: dict[str, Any], results: Sequence[ServerResult]) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
 import signal
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from bench.harness.haproxy import RETRY_SPAN_S, haproxy_config
+from bench.harness.report import write_section as write_results_section
 from bench.harness.rolling import NEW_ADDRESS, SAME_PORT, SCENARIOS, Restart, RunResult, Settings
 
 SECTION = "rolling-restart"
@@ -184,20 +184,8 @@ def report_lines(results: Sequence[RunResult], settings: Settings, invocation: s
 
 
 def write_section(path: Path, lines: Sequence[str]) -> None:
-    """Replace (or append) the ``rolling-restart`` section of ``path``, keeping everything else."""
-    section = (f"<!-- suite {SECTION}: begin -->\n"
-               "<!-- written by `python bench/rolling_restart.py`; rerun it rather than edit -->\n"
-               + "\n".join(lines).rstrip("\n") + f"\n\n<!-- suite {SECTION}: end -->\n")
-    existing = path.read_text() if path.exists() else ""
-    pattern = re.compile(rf"<!-- suite {re.escape(SECTION)}: begin -->\n.*?<!-- suite {re.escape(SECTION)}: end -->\n?",
-                         re.DOTALL)
-    match = pattern.search(existing)
-    if match:
-        path.write_text(existing[:match.start()] + section + existing[match.end():])
-        return
-    if not existing.strip():
-        existing = "# fastsrv benchmark results\n"
-    path.write_text(existing.rstrip("\n") + "\n\n" + section)
+    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
+    write_results_section(path, SECTION, "python bench/rolling_restart.py", lines)
 
 
 def _plot_run(ax: Any, r: RunResult, width: float, legend: bool) -> None:
