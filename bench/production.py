@@ -260,8 +260,9 @@ def write_chart(path: Path, data: dict[str, Any]) -> bool:
         high = [summary[n]["cpu_range"][1] - m for m, n in zip(medians, names)]
         colours = ["tab:orange" if n.startswith("uvicorn") else "tab:blue" for n in names]
         bars = ax.bar(range(len(names)), medians, 0.6, yerr=[low, high], capsize=3, color=colours)
-        for bar, value in zip(bars, medians):
-            ax.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, value), xytext=(0, 3),
+        for bar, value, top in zip(bars, medians, (summary[n]["cpu_range"][1] for n in names)):
+            # the label above the range's bar, not across it
+            ax.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, top), xytext=(0, 3),
                         textcoords="offset points", ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
