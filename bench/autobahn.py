@@ -7,6 +7,7 @@ group) against fastsrv's native and ASGI echo endpoints, uvicorn
     python bench/autobahn.py --servers fastsrv-native,fastsrv-asgi
     python bench/autobahn.py --cases '9.*'            # the performance group instead
     python bench/autobahn.py --report-from bench/autobahn.json
+    python bench/autobahn.py --servers fastsrv-asgi --keep-from bench/autobahn.json   # rerun one row
 
 Writes the section "Autobahn|Testsuite" of bench/RESULTS.md (verdict
 counts per server, time taken, and every case that is not OK) and
@@ -80,6 +81,10 @@ def report(data: dict) -> list[str]:
         lines.append(f"| {name} | {len(entry['cases'])} | " + " | ".join(str(counts.get(v, 0))
                                                                            for v in autobahn.VERDICTS)
                      + f" | {entry['seconds'] / 60:.1f} min |")
+    dates = {entry.get("date", data["date"]) for entry in data["servers"].values()}
+    if len(dates) > 1:
+        lines += ["", "Measured: " + "; ".join(f"{name} on {entry.get('date', data['date'])}"
+                                                for name, entry in data["servers"].items()) + "."]
     lines.append("")
     for name, entry in data["servers"].items():
         odd = sorted(((case, autobahn.verdict(c)) for case, c in entry["cases"].items()
@@ -106,6 +111,8 @@ def main() -> int:
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--out-dir", type=Path, default=BENCH)
     ap.add_argument("--report-from", type=Path, default=None, metavar="JSON")
+    ap.add_argument("--keep-from", type=Path, default=None, metavar="JSON",
+                    help="a dump whose other servers' results are kept beside this run's (rerun some rows)")
     args = ap.parse_args()
     if args.report_from:
         data = json.loads(args.report_from.read_text())
@@ -123,8 +130,17 @@ def main() -> int:
             finally:
                 proc.terminate()
                 proc.wait(15)
-            data["servers"][name] = {"cases": results[name], "seconds": time.monotonic() - t0}
+            data["servers"][name] = {"cases": results[name], "seconds": time.monotonic() - t0,
+                                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
             log(f"{name}: {dict(autobahn.summary(results)[name])} in {(time.monotonic() - t0) / 60:.1f} min")
+        if args.keep_from:
+            kept = json.loads(args.keep_from.read_text())
+            if kept["cases"] != data["cases"]:
+                log(f"--keep-from: {args.keep_from} ran other cases ({kept['cases']}); nothing kept from it")
+            else:
+                for name, entry in kept["servers"].items():
+                    entry.setdefault("date", kept["date"])
+                    data["servers"].setdefault(name, entry)
         args.out_dir.mkdir(parents=True, exist_ok=True)
         (args.out_dir / "autobahn.json").write_text(json.dumps(data, indent=1) + "\n")
     write_section(args.out_dir / "RESULTS.md", report(data))
