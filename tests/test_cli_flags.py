@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -285,12 +286,13 @@ def test_fastsrv_run_with_workers(tmp_path):
     port = _free_port()
     script = tmp_path / "serve_me.py"
     script.write_text(f"""
-import fastsrv, os
+import fastsrv, os, time
 from fastsrv import App
 app = App()
 
 @app.get("/pid")
 def pid(request):
+    time.sleep(0.2)   # holds this worker, so that requests meanwhile go to the other
     return str(os.getpid())
 
 if __name__ == "__main__":
@@ -300,11 +302,13 @@ if __name__ == "__main__":
     p.READY = b"worker(s) serving on"
     try:
         p.wait_ready(20)
-        pids = set()
-        for _ in range(40):
-            resp = _get(port, "/pid")
-            assert resp.header("server") is None
-            pids.add(int(resp.body))
+        # concurrent requests: one worker accepting them all in turn would
+        # hold each one 0.2 s (a shared socket spreads light sequential load
+        # unevenly, so sequential requests could all reach one worker)
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(lambda _: _get(port, "/pid"), range(8)))
+        assert all(resp.header("server") is None for resp in responses)
+        pids = {int(resp.body) for resp in responses}
         assert len(pids) == 2 and os.getpid() not in pids
         p.signal(signal.SIGTERM)
         assert p.wait() == 0
