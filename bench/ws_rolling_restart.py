@@ -22,6 +22,11 @@ bench/peers/ws_rolling.py.
 
     python bench/ws_rolling_restart.py                     # all three, both scenarios
     python bench/ws_rolling_restart.py --servers fastsrv-ws --scenarios same-port --restarts 2
+    python bench/ws_rolling_restart.py --report-from bench/ws_rolling_restart.json
+
+Writes the section "Rolling restart with WebSocket clients" of
+bench/RESULTS.md, the chart ``ws_rolling_restart.png`` and
+``ws_rolling_restart.json`` beside it.
 """
 from __future__ import annotations
 
@@ -142,9 +147,60 @@ def report(results: list[dict], settings: Settings, clients: int) -> list[str]:
     return lines
 
 
+def write_chart(path: Path, results: list[dict]) -> bool:
+    """Messages re-sent and lost, and the time clients were without a server, per server and scenario."""
+    rows = [r for r in results if not r.get("error")]
+    if not rows:
+        return False
+    try:
+        import matplotlib
+    except ImportError:
+        log.warning("matplotlib is missing: no chart (pip install matplotlib)")
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['server']}\n{r['scenario']}" for r in rows]
+    xs = range(len(rows))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for ax, series, title, log_scale in (
+            (left, (("re-sent", "resent", "tab:blue"), ("lost", "lost", "tab:red")),
+             "messages re-sent after a connection ended, and lost", False),
+            (right, (("median", "reconnect_ms_median", "tab:green"), ("max", "reconnect_ms_max", "tab:gray")),
+             "time from a connection's end to the next 101 (ms, log scale)", True)):
+        width = 0.38
+        for i, (name, key, colour) in enumerate(series):
+            values = [r[key] or 0 for r in rows]
+            bars = ax.bar([x + (i - 0.5) * width for x in xs], values, width, label=name, color=colour)
+            for bar, value in zip(bars, values):
+                ax.annotate(f"{value:,.0f}", (bar.get_x() + bar.get_width() / 2, value), xytext=(0, 2),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=7)
+        if log_scale:
+            ax.set_yscale("log")
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(labels, fontsize=7.5)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+    fig.suptitle("Rolling restart behind HAProxy with WebSocket clients (lower is better)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write_section(path: Path, lines: list[str]) -> None:
     """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
     write_results_section(path, SECTION, "python bench/ws_rolling_restart.py", lines)
+
+
+def write_report(out_dir: Path, results: list[dict], settings: Settings, clients: int) -> None:
+    lines = report(results, settings, clients)
+    if write_chart(out_dir / "ws_rolling_restart.png", results):
+        lines += ["![rolling restart with WebSocket clients](ws_rolling_restart.png)", ""]
+    write_section(out_dir / "RESULTS.md", lines)
+    log.info("wrote the %s section of %s", SECTION, out_dir / "RESULTS.md")
 
 
 def main() -> int:
@@ -156,8 +212,16 @@ def main() -> int:
     parser.add_argument("--shutdown-delay", type=float, default=1.5)
     parser.add_argument("--out-dir", type=Path, default=ROOT / "bench")
     parser.add_argument("--no-report", action="store_true")
+    parser.add_argument("--report-from", type=Path, default=None, metavar="JSON",
+                        help="measure nothing: rewrite the section and chart from a dump (with the run's "
+                             "--restarts, --clients and --shutdown-delay)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.report_from:
+        results = json.loads(args.report_from.read_text())
+        settings = Settings(restarts=args.restarts, shutdown_delay=args.shutdown_delay)
+        write_report(args.out_dir, results, settings, args.clients)
+        return 0
     try:
         ensure_tools(["haproxy"])
     except ToolMissing as exc:
@@ -168,8 +232,7 @@ def main() -> int:
                for scenario in args.scenarios.split(",") for server in args.servers.split(",")]
     if not args.no_report:
         (args.out_dir / "ws_rolling_restart.json").write_text(json.dumps(results, indent=1) + "\n")
-        write_section(args.out_dir / "RESULTS.md", report(results, settings, args.clients))
-        log.info("wrote the %s section of %s", SECTION, args.out_dir / "RESULTS.md")
+        write_report(args.out_dir, results, settings, args.clients)
     ok = all(not r.get("error") and r["lost"] == 0 and r["exit_statuses"] == [0] * args.restarts
              and set(r["closes"]) <= {1012} for r in results if r["server"] == "fastsrv-ws")
     return 0 if ok else 1
