@@ -288,8 +288,9 @@ def report(data: dict[str, Any], charted: bool) -> list[str]:
              "instruction counts are callgrind's, exact and repeatable). See the script's docstring for "
              "what each configuration is.", ""]
     if machine:
+        dates = "; ".join(f"{suite} {date}" for suite, date in data.get("dates", {}).items())
         lines += [f"- CPU: {machine.get('cpu', '?')}, {machine.get('logical_cpus', '?')} logical CPUs; "
-                  f"kernel {machine.get('kernel', '?')}; measured {data.get('date', '?')}", ""]
+                  f"kernel {machine.get('kernel', '?')}; measured: {dates or '?'}", ""]
     for key, (title, baseline) in TITLES.items():
         if key in data:
             lines += table(title, data[key], baseline).splitlines() + [""]
@@ -322,7 +323,6 @@ def main() -> int:
         out = json.loads(args.out.read_text()) if args.out.exists() else {}
         measure_suites(args, out)
         out["machine"] = describe_machine()
-        out["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         args.out.write_text(json.dumps(out, indent=2, default=str) + "\n")
     try:
         charted = write_chart(args.results.parent / "results_production.png", out)
@@ -336,10 +336,13 @@ def main() -> int:
 
 
 def measure_suites(args: argparse.Namespace, out: dict[str, Any]) -> None:
-    """Run the suites asked for, replacing their figures in ``out``."""
+    """Run the suites asked for, replacing their figures (and dates) in ``out``."""
+    dates = out.setdefault("dates", {})
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     if args.suite == "instructions":
         ensure_tools(["valgrind"])
         out["instructions"] = summary_i = instructions_suite()
+        dates["instructions"] = now
         print(instructions_table(summary_i))
         return
     out["settings"] = {k: v for k, v in vars(args).items() if k in ("runs", "duration", "connections")}
@@ -347,6 +350,7 @@ def measure_suites(args: argparse.Namespace, out: dict[str, Any]) -> None:
     if args.suite in ("metrics", "all"):
         summary = run_suite(metrics_configs(), args.runs, args.duration, args.connections, False)
         out["metrics"] = summary
+        dates["metrics"] = now
         print(table(TITLES["metrics"][0], summary, TITLES["metrics"][1]))
     if args.suite in ("tls", "all"):
         import trustme
@@ -363,6 +367,7 @@ def measure_suites(args: argparse.Namespace, out: dict[str, Any]) -> None:
             handshakes = run_suite(tls_only, args.runs, args.duration, min(args.connections, 50), True)
             print(table(TITLES["tls_handshakes"][0], handshakes, TITLES["tls_handshakes"][1]))
             out["tls_keepalive"], out["tls_handshakes"] = keepalive, handshakes
+            dates["tls"] = now
 
 
 if __name__ == "__main__":
