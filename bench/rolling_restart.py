@@ -152,6 +152,11 @@ class RollingRestart:
 
     def start(self) -> None:
         """Start A and B, HAProxy in front of them, the status monitor and the load."""
+        self.start_load(self.start_backends())
+
+    def start_backends(self) -> int:
+        """Start A and B, HAProxy in front of them and the status monitor, and wait
+        until HAProxy has both UP: the port HAProxy listens on."""
         s = self.settings
         for name in ("a", "b"):
             self.backends[name] = Backend(self.server, name, self._new_port(), s, self.workdir, 0)
@@ -167,6 +172,11 @@ class RollingRestart:
         self.monitor.start()
         for name in self.backends:
             self.monitor.wait_status(name, "UP", time.monotonic(), 10)
+        return frontend
+
+    def start_load(self, frontend: int) -> None:
+        """wrk through HAProxy on ``frontend``; ``t0`` is when it starts."""
+        s = self.settings
         budget = s.warmup + s.tail + s.restarts * (s.shutdown_delay + s.exit_wait_time + RETRY_SPAN_S + 30)
         self.t0 = time.monotonic()
         self.wrk = start_load(f"http://127.0.0.1:{frontend}/", s.connections, budget, self.workdir)

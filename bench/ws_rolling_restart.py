@@ -46,9 +46,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.harness.debian import ToolMissing, ensure_tools  # noqa: E402
-from bench.harness.haproxy import HAProxy, StatusMonitor, haproxy_config  # noqa: E402
 from bench.harness.report import write_section as write_results_section  # noqa: E402
-from bench.harness.rolling import SCENARIOS, WS_SERVERS, Backend, Settings  # noqa: E402
+from bench.harness.rolling import SCENARIOS, WS_SERVERS, Settings  # noqa: E402
 from bench.rolling_restart import RollingRestart, describe_restart  # noqa: E402
 
 log = logging.getLogger("bench.ws_rolling_restart")
@@ -64,22 +63,8 @@ class WebSocketRollingRestart(RollingRestart):
         self.load: Optional[subprocess.Popen[str]] = None
         self.stats: dict = {}
 
-    def start(self) -> None:
-        s = self.settings
-        for name in ("a", "b"):
-            self.backends[name] = Backend(self.server, name, self._new_port(), s, self.workdir, 0)
-        for backend in self.backends.values():
-            backend.wait_ready()
-        frontend = self._new_port()
-        socket_path = self.workdir / "admin.sock"
-        config = haproxy_config(socket_path, frontend, {n: b.port for n, b in self.backends.items()},
-                                inter_ms=s.inter_ms, fall=s.fall, rise=s.rise)
-        self.haproxy = HAProxy(config, self.workdir, socket_path)
-        self.haproxy.wait_started()
-        self.monitor = StatusMonitor(self.haproxy, list(self.backends))
-        self.monitor.start()
-        for name in self.backends:
-            self.monitor.wait_status(name, "UP", time.monotonic(), 10)
+    def start_load(self, frontend: int) -> None:
+        """The WebSocket clients (bench/ws_rolling_load.py) through HAProxy on ``frontend``."""
         self.t0 = time.monotonic()
         self.load = subprocess.Popen([sys.executable, str(ROOT / "bench" / "ws_rolling_load.py"),
                                       f"ws://127.0.0.1:{frontend}/", "--clients", str(self.clients)],
