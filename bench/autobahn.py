@@ -29,7 +29,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import autobahn, procs  # noqa: E402
-from bench.harness.report import write_section as write_results_section  # noqa: E402
+from bench.harness.report import write_section  # noqa: E402
 
 SECTION = "autobahn"
 APP = "tests.apps.websockets:asgi"
@@ -99,10 +99,6 @@ def report(data: dict) -> list[str]:
     return lines
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
-    write_results_section(path, SECTION, "python bench/autobahn.py", lines)
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -143,7 +139,7 @@ def main() -> int:
                     data["servers"].setdefault(name, entry)
         args.out_dir.mkdir(parents=True, exist_ok=True)
         (args.out_dir / "autobahn.json").write_text(json.dumps(data, indent=1) + "\n")
-    write_section(args.out_dir / "RESULTS.md", report(data))
+    write_section(args.out_dir / "RESULTS.md", SECTION, "python bench/autobahn.py", report(data))
     log(f"wrote {args.out_dir / 'RESULTS.md'} (section {SECTION})")
     return 0
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "ci"))
 
 import interpreters  # noqa: E402
-from harness.report import write_section as write_results_section  # noqa: E402
+from harness.report import write_section  # noqa: E402
 from harness.results import ServerResult, server_result_from_json  # noqa: E402
 from harness.targets import ITEM  # noqa: E402
 
@@ -251,10 +251,6 @@ def write_chart(path: Path, versions: list[str], dumps: dict[str, tuple[dict, di
     return True
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
-    write_results_section(path, SECTION, "python bench/frameworks.py", lines)
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -289,7 +285,7 @@ def main() -> int:
     source = (args.report_from or out_dir).resolve()
     dumps = {v: load(source / f"results_frameworks-{v}.json") for v in versions}
     charted = write_chart(out_dir / CHART, versions, dumps)
-    write_section(out_dir / "RESULTS.md", report(versions, dumps, charted))
+    write_section(out_dir / "RESULTS.md", SECTION, "python bench/frameworks.py", report(versions, dumps, charted))
     log(f"wrote {out_dir / 'RESULTS.md'} (section {SECTION}) and {out_dir / CHART}")
     return 0
 

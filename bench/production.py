@@ -66,7 +66,7 @@ sys.path.insert(0, str(BENCH))
 from harness.debian import ensure_tools  # noqa: E402
 from harness.machine import describe_machine  # noqa: E402
 from harness.procs import free_port, tree_cpu_seconds  # noqa: E402
-from harness.report import write_section as write_results_section  # noqa: E402
+from harness.report import write_section  # noqa: E402
 from harness.wrk import parse_wrk  # noqa: E402
 
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -329,7 +329,7 @@ def main() -> int:
     except ImportError:
         print("matplotlib is missing: no chart (pip install matplotlib)", file=sys.stderr)
         charted = False
-    write_results_section(args.results, "production", "python bench/production.py", report(out, charted))
+    write_section(args.results, "production", "python bench/production.py", report(out, charted))
     print(f"wrote {args.results} (section production)" + (" and results_production.png" if charted else ""),
           file=sys.stderr)
     return 0

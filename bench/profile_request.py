@@ -49,7 +49,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from harness.report import write_section as write_results_section  # noqa: E402
+from harness.report import write_section  # noqa: E402
 
 SECTION = "profile"
 CLIENT_CONNECTIONS = 10
@@ -320,10 +320,6 @@ def report(args: argparse.Namespace, rows: list[dict], date: str) -> list[str]:
     return lines
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
-    write_results_section(path, SECTION, "python bench/profile_request.py", lines)
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -379,7 +375,7 @@ def emit(args: argparse.Namespace, rows: list[dict], date: str) -> int:
     if args.print:
         print("\n".join(lines))
     else:
-        write_section(args.out, lines)
+        write_section(args.out, SECTION, "python bench/profile_request.py", lines)
         log(f"wrote {args.out} (section {SECTION})")
     return 0
 

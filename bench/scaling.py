@@ -41,7 +41,7 @@ sys.path.insert(0, str(BENCH))
 
 from harness.debian import ToolMissing, ensure_tools  # noqa: E402
 from harness.machine import describe_machine  # noqa: E402
-from harness.report import write_section as write_results_section  # noqa: E402
+from harness.report import write_section  # noqa: E402
 
 log = logging.getLogger("bench.scaling")
 
@@ -155,10 +155,6 @@ def observations(summary: dict[str, dict[str, Any]], machine: dict[str, str]) ->
     return out
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
-    write_results_section(path, SECTION, "python bench/scaling.py", lines)
-
 
 def chart(path: Path, summary: dict[str, dict[str, Any]], settings: dict[str, Any]) -> None:
     """req/s and CPU µs/request side by side, one bar per configuration."""
@@ -233,7 +229,7 @@ def main() -> int:
         json.dumps({"settings": settings, "machine": machine, "summary": summary, "runs": runs}, indent=2) + "\n")
     chart(args.out_dir / "results_workers.png", summary, settings)
     lines = report(summary, settings, machine)
-    write_section(args.out_dir / "RESULTS.md", lines)
+    write_section(args.out_dir / "RESULTS.md", SECTION, "python bench/scaling.py", lines)
     print("\n".join(lines))
     return 0
 

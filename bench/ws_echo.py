@@ -41,7 +41,7 @@ sys.path.insert(0, str(BENCH))
 
 from harness import procs  # noqa: E402
 from harness.machine import describe_machine, python_versions  # noqa: E402
-from harness.report import write_section as write_results_section  # noqa: E402
+from harness.report import write_section  # noqa: E402
 
 SECTION = "ws-echo"
 ASGI_APP = "bench.peers.ws_asgi_echo:app"
@@ -299,10 +299,6 @@ def write_chart(path: Path, results: list[Result]) -> bool:
     return True
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
-    write_results_section(path, SECTION, "python bench/ws_echo.py", lines)
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -339,7 +335,7 @@ def main() -> int:
         (args.out_dir / "results_ws.json").write_text(json.dumps(
             {"meta": meta, "results": [r.__dict__ for r in results]}, indent=2) + "\n")
     charted = write_chart(args.out_dir / "results_ws.png", results)
-    write_section(args.out_dir / "RESULTS.md", report(results, meta, charted))
+    write_section(args.out_dir / "RESULTS.md", SECTION, "python bench/ws_echo.py", report(results, meta, charted))
     log(f"wrote {args.out_dir / 'RESULTS.md'} (section {SECTION})")
     return 0
 

@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.harness.debian import ToolMissing, ensure_tools  # noqa: E402
-from bench.harness.report import write_section as write_results_section  # noqa: E402
+from bench.harness.report import write_section  # noqa: E402
 from bench.harness.rolling import SCENARIOS, WS_SERVERS, Settings  # noqa: E402
 from bench.rolling_restart import RollingRestart, describe_restart  # noqa: E402
 
@@ -175,16 +175,12 @@ def write_chart(path: Path, results: list[dict]) -> bool:
     return True
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    """Replace (or append) this script's section of RESULTS.md, keeping the rest."""
-    write_results_section(path, SECTION, "python bench/ws_rolling_restart.py", lines)
-
 
 def write_report(out_dir: Path, results: list[dict], settings: Settings, clients: int) -> None:
     lines = report(results, settings, clients)
     if write_chart(out_dir / "ws_rolling_restart.png", results):
         lines += ["![rolling restart with WebSocket clients](ws_rolling_restart.png)", ""]
-    write_section(out_dir / "RESULTS.md", lines)
+    write_section(out_dir / "RESULTS.md", SECTION, "python bench/ws_rolling_restart.py", lines)
     log.info("wrote the %s section of %s", SECTION, out_dir / "RESULTS.md")
 
 
