@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 
 from fastsrv.config import (ACCESS_LOG_FORMATS, EAGER_MODES, INTERFACES, LIFESPAN_MODES, SIGNAL_POLICIES,
                             TASK_STARTS, WS_MODES, Config)
+from fastsrv import environ
 from fastsrv.errors import AppLoadError, ConfigError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -78,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="send a keepalive ping this often (default 20; 0 disables)")
     run.add_argument("--ws-ping-timeout", type=float, default=20.0, metavar="SECONDS",
                      help="close with 1011 when a ping is unanswered this long (default 20; 0 disables)")
-    run.add_argument("--ws-per-message-deflate", type=_boolean, default=True, metavar="BOOLEAN",
+    run.add_argument("--ws-per-message-deflate", type=environ.parse_boolean, default=True, metavar="BOOLEAN",
                      help="accept permessage-deflate compression when the client offers it (default true)")
     run.add_argument("--ws-shutdown-code", type=int, default=1012, metavar="CODE",
                      help="the close code the server sends WebSockets at its graceful shutdown "
@@ -195,7 +196,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     try:
         if argv[:1] == ["run"]:
-            from fastsrv import environ
             environ.load_env_file(argv)
             environ.apply_env_defaults(_run_parser(parser))
     except ConfigError as exc:
@@ -266,16 +266,6 @@ def _config(args: argparse.Namespace) -> Config:
     )
 
 
-def _boolean(text: str) -> bool:
-    """``true``/``false`` (and 1/0, yes/no, on/off), as uvicorn's boolean options."""
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def _inherited_socket(fd: Optional[int]) -> Optional[socket.socket]:
     """The listening socket passed as ``--fd``; ConfigError if it is not one."""
     if fd is None:
@@ -302,7 +292,6 @@ def _supervise(args: argparse.Namespace, config: Config, reload: bool = False) -
     """``run --workers N`` (or ``--reload``): bind once, then supervise N
     workers running the same command on the inherited socket."""
     from fastsrv import supervisor
-    from fastsrv.environ import env_name
     workers = args.workers if args.workers is not None else 1
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
@@ -329,7 +318,7 @@ def _supervise(args: argparse.Namespace, config: Config, reload: bool = False) -
 
     settings = supervisor.SupervisorConfig(workers=workers, stop_timeout=stop_timeout)
     # a worker takes its options from its command line, never from these
-    env_drop = [env_name(action) for action in args.run_parser._actions
+    env_drop = [environ.env_name(action) for action in args.run_parser._actions
                 if action.option_strings and action.dest in SUPERVISOR_OPTIONS]
     # two slots a worker: a replacement overlaps the worker it replaces
     sup = supervisor.Supervisor(sock, command, settings, env_drop=env_drop,

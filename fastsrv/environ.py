@@ -50,18 +50,20 @@ def load_env_file(argv: Sequence[str]) -> Optional[str]:
     return path
 
 
-def _boolean(text: str) -> bool:
+def parse_boolean(text: str) -> bool:
+    """``true``/``false`` (and 1/0, yes/no, on/off), as uvicorn's boolean options:
+    the value of a boolean flag or of its ``FASTSRV_*`` variable."""
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"expected true or false, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _convert(action: argparse.Action, text: str) -> Any:
     if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
-        return _boolean(text)
+        return parse_boolean(text)
     if isinstance(action, argparse._AppendAction):
         return [_convert_one(action, line.strip()) for line in text.splitlines() if line.strip()]
     return _convert_one(action, text)
